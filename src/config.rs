@@ -1,0 +1,152 @@
+//! Layered configuration: compiled-in defaults < edge-config/greeter.toml < GREETER_* env.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::vision::{AlignmentKind, QualityRules};
+
+/// The shipped `edge-config/greeter.toml`, so the binary runs with no file on disk.
+pub const DEFAULTS: &str = include_str!("../edge-config/greeter.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Settings {
+    pub runtime: RuntimeSettings,
+    pub vision: VisionSettings,
+    pub matching: MatchingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RuntimeSettings {
+    pub onnxruntime: PathBuf,
+    pub intra_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct VisionSettings {
+    pub models_dir: PathBuf,
+    pub detector: String,
+    pub landmarks: String,
+    pub embedder: String,
+    pub alignment: AlignmentKind,
+    pub detection_threshold: f32,
+    pub retry_with_padding: bool,
+    pub max_image_pixels: u64,
+    pub quality: QualityRules,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MatchingSettings {
+    pub threshold: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration")]
+    Invalid(#[source] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    OutOfRange(String),
+}
+
+/// Where relative paths point: `GREETER_HOME`, else the source checkout the binary was built from.
+pub fn home() -> PathBuf {
+    std::env::var_os("GREETER_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+impl Settings {
+    /// Loads the layered settings. `file` is an explicit config file (it must exist); without it,
+    /// `<home>/edge-config/greeter.toml` is used when present.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let home = home();
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile {
+                    path: path.to_owned(),
+                });
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file(home.join("edge-config/greeter.toml"))),
+        }
+        let mut settings: Settings = figment
+            .merge(
+                Env::prefixed("GREETER_")
+                    .split("__")
+                    .ignore(&["home", "config"]),
+            )
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        if let Some(lib) = std::env::var_os("ORT_DYLIB_PATH") {
+            settings.runtime.onnxruntime = PathBuf::from(lib);
+        }
+        settings.runtime.onnxruntime = home.join(&settings.runtime.onnxruntime);
+        settings.vision.models_dir = home.join(&settings.vision.models_dir);
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let unit = |name: &str, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange(format!(
+                    "{name} = {v} is not within 0..=1"
+                )))
+            }
+        };
+        unit(
+            "vision.detection_threshold",
+            self.vision.detection_threshold,
+        )?;
+        unit("matching.threshold", self.matching.threshold)?;
+        unit(
+            "vision.quality.min_frontalness",
+            self.vision.quality.min_frontalness,
+        )?;
+        if self.runtime.intra_threads == 0 {
+            return Err(ConfigError::OutOfRange(
+                "runtime.intra_threads must be at least 1".into(),
+            ));
+        }
+        if self.vision.max_image_pixels == 0 {
+            return Err(ConfigError::OutOfRange(
+                "vision.max_image_pixels must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_in_defaults_parse_and_validate() {
+        let settings: Settings = Figment::from(Toml::string(DEFAULTS)).extract().unwrap();
+        settings.validate().unwrap();
+        assert_eq!(settings.vision.detector, "ssd_mobilenetv1");
+        assert!(settings.vision.max_image_pixels >= 1920 * 1080);
+    }
+
+    #[test]
+    fn out_of_range_threshold_is_refused() {
+        let mut settings: Settings = Figment::from(Toml::string(DEFAULTS)).extract().unwrap();
+        settings.matching.threshold = 1.5;
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("matching.threshold"), "{err}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/greeter.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile { .. }));
+    }
+}

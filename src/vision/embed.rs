@@ -1,0 +1,78 @@
+//! Face embedders: an aligned chip → an L2-normalised descriptor.
+
+use super::VisionError;
+use super::manifest::ModelSpec;
+use super::session::Model;
+
+pub type Embedding = Vec<f32>;
+
+pub trait Embedder: Send + Sync {
+    fn name(&self) -> &str;
+    /// Input size and normalisation the aligner must produce.
+    fn spec(&self) -> &ModelSpec;
+    /// One embedding per chip of the NCHW `input` (`batch` chips), L2-normalised.
+    fn embed(&self, batch: usize, input: &[f32]) -> Result<Vec<Embedding>, VisionError>;
+}
+
+/// face-api's ResNet-34-like descriptor net (dlib's `dlib_face_recognition_resnet_model_v1`).
+pub struct DescriptorNet {
+    model: Model,
+}
+
+impl DescriptorNet {
+    pub fn new(model: Model) -> Self {
+        Self { model }
+    }
+}
+
+impl Embedder for DescriptorNet {
+    fn name(&self) -> &str {
+        &self.model.name
+    }
+
+    fn spec(&self) -> &ModelSpec {
+        &self.model.spec
+    }
+
+    fn embed(&self, batch: usize, input: &[f32]) -> Result<Vec<Embedding>, VisionError> {
+        if batch == 0 {
+            return Ok(Vec::new());
+        }
+        let raw = self.model.run(batch, input, |outputs| {
+            let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+            Ok(values.to_vec())
+        })?;
+        Ok(raw
+            .chunks_exact(raw.len() / batch)
+            .map(l2_normalised)
+            .collect())
+    }
+}
+
+pub fn l2_normalised(v: &[f32]) -> Embedding {
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    v.iter().map(|x| x / norm).collect()
+}
+
+/// Cosine similarity of two L2-normalised embeddings.
+pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_vectors_have_unit_length_and_cosine() {
+        let a = l2_normalised(&[3.0, 4.0]);
+        assert_eq!(a, vec![0.6, 0.8]);
+        assert!((similarity(&a, &a) - 1.0).abs() < 1e-6);
+        assert!(similarity(&a, &l2_normalised(&[-4.0, 3.0])).abs() < 1e-6);
+    }
+}

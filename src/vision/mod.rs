@@ -1,0 +1,260 @@
+//! The face pipeline: frame → detect → 68 landmarks → align → embed (+ quality).
+//!
+//! Each model family sits behind a small trait (`Detector`, `Landmarker`, `Embedder`) and owns
+//! its pre- and post-processing; the manifest (`models/models.toml`) says which file is which.
+
+pub mod align;
+pub mod decode;
+pub mod detect;
+pub mod embed;
+pub mod geometry;
+pub mod landmarks;
+pub mod manifest;
+pub mod preprocess;
+pub mod quality;
+pub mod session;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use serde::Serialize;
+
+pub use align::AlignmentKind;
+pub use detect::{BoxScoreDetector, Detection, Detector};
+pub use embed::{DescriptorNet, Embedder, Embedding, similarity};
+pub use geometry::{BBox, Point};
+pub use landmarks::{Landmark68Net, Landmarker};
+pub use manifest::{Family, Manifest, ModelSpec};
+pub use quality::{Quality, QualityRules};
+
+use crate::config::Settings;
+use session::ModelLoader;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    #[error(
+        "onnxruntime library not found at {path}: run `scripts/setup.sh` (or set ORT_DYLIB_PATH)"
+    )]
+    RuntimeMissing { path: PathBuf },
+    #[error("cannot load onnxruntime from {path}")]
+    RuntimeLoad {
+        path: PathBuf,
+        #[source]
+        source: ort::LoadDynamicError,
+    },
+    #[error("cannot read {path}: run `scripts/setup.sh` to fetch and convert the models")]
+    ModelFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid model manifest {path}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("no model {name:?} in the manifest (known: {known:?})")]
+    UnknownModel { name: String, known: Vec<String> },
+    #[error("model {name:?} is a {actual:?}, not a {expected:?}")]
+    WrongFamily {
+        name: String,
+        expected: Family,
+        actual: Family,
+    },
+    #[error(
+        "model file {path} has sha256 {actual}, the manifest expects {expected}: re-run `scripts/setup.sh`"
+    )]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("inference failed in model {model}")]
+    Ort {
+        model: String,
+        #[source]
+        source: ort::Error,
+    },
+}
+
+/// One face found in a frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaceObservation {
+    pub bbox: BBox,
+    pub score: f32,
+    pub landmarks: Vec<Point>,
+    pub embedding: Embedding,
+    pub quality: Quality,
+}
+
+/// Wall time per stage for one frame.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageTimes {
+    pub detect: Duration,
+    pub landmarks: Duration,
+    pub align: Duration,
+    pub embed: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// best detector score first
+    pub faces: Vec<FaceObservation>,
+    pub times: StageTimes,
+}
+
+impl Analysis {
+    /// The largest face: the subject of a portrait.
+    pub fn largest(&self) -> Option<&FaceObservation> {
+        self.faces
+            .iter()
+            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub detection_threshold: f32,
+    pub retry_with_padding: bool,
+    pub alignment: AlignmentKind,
+    pub quality: QualityRules,
+}
+
+pub struct Pipeline {
+    detector: Box<dyn Detector>,
+    landmarker: Box<dyn Landmarker>,
+    embedder: Box<dyn Embedder>,
+    pub options: PipelineOptions,
+}
+
+impl Pipeline {
+    /// Loads the three networks named in the settings (sha256-checked) once; the pipeline is
+    /// `Send + Sync` and meant to be shared.
+    pub fn load(settings: &Settings) -> Result<Self, VisionError> {
+        let vision = &settings.vision;
+        let manifest = Manifest::load(&vision.models_dir)?;
+        let loader = ModelLoader {
+            library: &settings.runtime.onnxruntime,
+            models_dir: &vision.models_dir,
+            manifest: &manifest,
+            intra_threads: settings.runtime.intra_threads,
+        };
+        Ok(Self {
+            detector: Box::new(BoxScoreDetector::new(
+                loader.load(&vision.detector, Family::BoxScoreDetector)?,
+            )),
+            landmarker: Box::new(Landmark68Net::new(
+                loader.load(&vision.landmarks, Family::Landmarks68)?,
+            )),
+            embedder: Box::new(DescriptorNet::new(
+                loader.load(&vision.embedder, Family::Embedding)?,
+            )),
+            options: PipelineOptions {
+                detection_threshold: vision.detection_threshold,
+                retry_with_padding: vision.retry_with_padding,
+                alignment: vision.alignment,
+                quality: vision.quality.clone(),
+            },
+        })
+    }
+
+    pub fn detector(&self) -> &dyn Detector {
+        self.detector.as_ref()
+    }
+
+    pub fn landmarker(&self) -> &dyn Landmarker {
+        self.landmarker.as_ref()
+    }
+
+    pub fn embedder(&self) -> &dyn Embedder {
+        self.embedder.as_ref()
+    }
+
+    /// Every face in the frame, with landmarks, embedding and quality.
+    pub fn process(&self, frame: &RgbImage) -> Result<Analysis, VisionError> {
+        let _span =
+            tracing::debug_span!("frame", width = frame.width(), height = frame.height()).entered();
+        let mut times = StageTimes::default();
+        let started = Instant::now();
+        let mut detections = self
+            .detector
+            .detect(frame, self.options.detection_threshold)?;
+        let padded;
+        let (frame, shift) = if detections.is_empty() && self.options.retry_with_padding {
+            // A face filling the whole frame is invisible to these detectors; give it a border.
+            let (pad_x, pad_y) = (frame.width() / 2, frame.height() / 2);
+            padded = pad(frame, pad_x, pad_y);
+            detections = self
+                .detector
+                .detect(&padded, self.options.detection_threshold)?;
+            (&padded, (pad_x as f32, pad_y as f32))
+        } else {
+            (frame, (0.0, 0.0))
+        };
+        times.detect = started.elapsed();
+
+        let started = Instant::now();
+        let boxes: Vec<BBox> = detections.iter().map(|d| d.bbox).collect();
+        let landmarks = self.landmarker.landmarks(frame, &boxes)?;
+        times.landmarks = started.elapsed();
+
+        let started = Instant::now();
+        let spec = self.embedder.spec();
+        let per_face = 3 * (spec.input_size as usize).pow(2);
+        let found: Vec<(Detection, Vec<Point>)> = detections
+            .into_iter()
+            .zip(landmarks)
+            .filter_map(|(d, l)| Some((d, l?)))
+            .collect();
+        let mut chips = vec![0.0; per_face * found.len()];
+        let mut aligned = Vec::with_capacity(found.len());
+        for (detection, points) in found {
+            let chip = &mut chips[per_face * aligned.len()..per_face * (aligned.len() + 1)];
+            if align::align_into(frame, &points, self.options.alignment, spec, chip) {
+                let quality = quality::assess(
+                    &self.options.quality,
+                    &detection.bbox,
+                    detection.score,
+                    &points,
+                    chip,
+                    spec,
+                );
+                aligned.push((detection, points, quality));
+            }
+        }
+        chips.truncate(per_face * aligned.len());
+        times.align = started.elapsed();
+
+        let started = Instant::now();
+        let embeddings = self.embedder.embed(aligned.len(), &chips)?;
+        times.embed = started.elapsed();
+
+        let (dx, dy) = (-shift.0, -shift.1);
+        let faces = aligned
+            .into_iter()
+            .zip(embeddings)
+            .map(
+                |((detection, points, quality), embedding)| FaceObservation {
+                    bbox: detection.bbox.translate(dx, dy),
+                    score: detection.score,
+                    landmarks: points
+                        .iter()
+                        .map(|p| Point::new(p.x + dx, p.y + dy))
+                        .collect(),
+                    embedding,
+                    quality,
+                },
+            )
+            .collect::<Vec<_>>();
+        tracing::debug!(faces = faces.len(), ?times, "frame processed");
+        Ok(Analysis { faces, times })
+    }
+}
+
+fn pad(frame: &RgbImage, pad_x: u32, pad_y: u32) -> RgbImage {
+    let mut out = RgbImage::new(frame.width() + 2 * pad_x, frame.height() + 2 * pad_y);
+    image::imageops::replace(&mut out, frame, pad_x as i64, pad_y as i64);
+    out
+}

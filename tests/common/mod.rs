@@ -1,0 +1,90 @@
+//! Shared helpers for the integration tests: the real models (made by scripts/setup.sh), the
+//! face-api demo photos and the fixtures written by face-api.js itself.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use greeter::config::Settings;
+use greeter::vision::{AlignmentKind, Pipeline};
+use serde::Deserialize;
+
+pub fn settings() -> Settings {
+    Settings::load(None).expect("default settings load (run scripts/setup.sh first)")
+}
+
+pub fn pipeline(detector: &str, alignment: AlignmentKind) -> Pipeline {
+    let mut settings = settings();
+    settings.vision.detector = detector.to_owned();
+    settings.vision.alignment = alignment;
+    Pipeline::load(&settings).expect("models load (run scripts/setup.sh first)")
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The face-api package's demo photos, unpacked by scripts/setup.sh.
+pub fn demo_photo(name: &str) -> PathBuf {
+    root().join(".cache/face-api/package/demo").join(name)
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures/faceapi")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reference {
+    pub images: Vec<ReferenceImage>,
+    pub crops: Vec<ReferenceCrop>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferenceImage {
+    pub file: String,
+    pub width: u32,
+    pub height: u32,
+    pub ssd: Vec<ReferenceFace>,
+    pub tiny: Vec<ReferenceBox>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferenceFace {
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub landmarks: Vec<[f32; 2]>,
+    pub descriptor: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferenceBox {
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferenceCrop {
+    pub landmark_crop: String,
+    pub landmark_net_output: Vec<f32>,
+    pub descriptor_crop: String,
+    pub descriptor: Vec<f32>,
+}
+
+pub fn reference() -> Reference {
+    let text = std::fs::read_to_string(fixtures().join("reference.json")).expect("fixtures exist");
+    serde_json::from_str(&text).expect("fixtures parse")
+}
+
+pub fn load_png(path: &Path) -> image::RgbImage {
+    image::open(path)
+        .expect("fixture image decodes")
+        .into_rgb8()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
