@@ -32,7 +32,7 @@ pub struct VisionSettings {
     pub embedder: String,
     pub alignment: AlignmentKind,
     pub detection_threshold: f32,
-    pub retry_with_padding: bool,
+    pub retry_padding: f32,
     pub max_image_pixels: u64,
     pub quality: QualityRules,
 }
@@ -110,6 +110,11 @@ impl Settings {
             "vision.quality.min_frontalness",
             self.vision.quality.min_frontalness,
         )?;
+        if !(0.0..=4.0).contains(&self.vision.retry_padding) {
+            return Err(ConfigError::OutOfRange(
+                "vision.retry_padding must be within 0..=4".into(),
+            ));
+        }
         if self.runtime.intra_threads == 0 {
             return Err(ConfigError::OutOfRange(
                 "runtime.intra_threads must be at least 1".into(),

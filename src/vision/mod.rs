@@ -117,7 +117,8 @@ impl Analysis {
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
     pub detection_threshold: f32,
-    pub retry_with_padding: bool,
+    /// border added on each side, as a fraction of the frame, when nothing is found (0 = off)
+    pub retry_padding: f32,
     pub alignment: AlignmentKind,
     pub quality: QualityRules,
 }
@@ -153,7 +154,7 @@ impl Pipeline {
             )),
             options: PipelineOptions {
                 detection_threshold: vision.detection_threshold,
-                retry_with_padding: vision.retry_with_padding,
+                retry_padding: vision.retry_padding,
                 alignment: vision.alignment,
                 quality: vision.quality.clone(),
             },
@@ -182,9 +183,10 @@ impl Pipeline {
             .detector
             .detect(frame, self.options.detection_threshold)?;
         let padded;
-        let (frame, shift) = if detections.is_empty() && self.options.retry_with_padding {
+        let (frame, shift) = if detections.is_empty() && self.options.retry_padding > 0.0 {
             // A face filling the whole frame is invisible to these detectors; give it a border.
-            let (pad_x, pad_y) = (frame.width() / 2, frame.height() / 2);
+            let border = |extent: u32| (extent as f32 * self.options.retry_padding).round() as u32;
+            let (pad_x, pad_y) = (border(frame.width()), border(frame.height()));
             padded = pad(frame, pad_x, pad_y);
             detections = self
                 .detector
