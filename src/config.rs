@@ -6,6 +6,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::gallery::{GallerySettings, MatchRules};
 use crate::vision::{AlignmentKind, QualityRules};
 
 /// The shipped `edge-config/greeter.toml`, so the binary runs with no file on disk.
@@ -15,7 +16,8 @@ pub const DEFAULTS: &str = include_str!("../edge-config/greeter.toml");
 pub struct Settings {
     pub runtime: RuntimeSettings,
     pub vision: VisionSettings,
-    pub matching: MatchingSettings,
+    pub matching: MatchRules,
+    pub gallery: GallerySettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -35,11 +37,6 @@ pub struct VisionSettings {
     pub retry_padding: f32,
     pub max_image_pixels: u64,
     pub quality: QualityRules,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct MatchingSettings {
-    pub threshold: f32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +84,7 @@ impl Settings {
         }
         settings.runtime.onnxruntime = home.join(&settings.runtime.onnxruntime);
         settings.vision.models_dir = home.join(&settings.vision.models_dir);
+        settings.gallery.data_dir = home.join(&settings.gallery.data_dir);
         settings.validate()?;
         Ok(settings)
     }
@@ -106,6 +104,12 @@ impl Settings {
             self.vision.detection_threshold,
         )?;
         unit("matching.threshold", self.matching.threshold)?;
+        unit("matching.margin", self.matching.margin)?;
+        if self.matching.top_k == 0 || self.gallery.max_portraits_per_customer == 0 {
+            return Err(ConfigError::OutOfRange(
+                "matching.top_k and gallery.max_portraits_per_customer must be at least 1".into(),
+            ));
+        }
         unit(
             "vision.quality.min_frontalness",
             self.vision.quality.min_frontalness,

@@ -79,6 +79,18 @@ pub enum VisionError {
     },
 }
 
+/// The configured embedder's identity (name and checksum) and dimensions, from the manifest
+/// alone: a gallery holds one model's embeddings and checks it without loading any network.
+pub fn embedder_identity(settings: &Settings) -> Result<(String, u32), VisionError> {
+    let manifest = Manifest::load(&settings.vision.models_dir)?;
+    let name = &settings.vision.embedder;
+    let spec = manifest.get(name)?;
+    Ok((
+        format!("{name}@{}", &spec.sha256[..spec.sha256.len().min(16)]),
+        spec.dimensions.unwrap_or(128) as u32,
+    ))
+}
+
 /// One face found in a frame.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaceObservation {

@@ -88,3 +88,51 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb)
 }
+
+/// A gallery in a fresh directory, with the default rules and the real model's identity.
+pub fn open_gallery(
+    dir: &Path,
+    tweak: impl FnOnce(&mut greeter::gallery::GallerySettings),
+) -> (greeter::gallery::Gallery, greeter::gallery::OpenReport) {
+    let settings = settings();
+    let mut gallery = settings.gallery.clone();
+    gallery.data_dir = dir.to_owned();
+    tweak(&mut gallery);
+    greeter::gallery::Gallery::open(
+        gallery,
+        settings.matching.clone(),
+        "face_recognition@test",
+        128,
+    )
+    .expect("gallery opens")
+}
+
+/// The largest face of an image file as a portrait.
+pub fn portrait_of(pipeline: &Pipeline, path: &Path) -> greeter::gallery::PortraitInput {
+    let frame = greeter::vision::decode::load(path, 50_000_000).unwrap();
+    let face = pipeline
+        .process(&frame)
+        .unwrap()
+        .largest()
+        .cloned()
+        .expect("a face");
+    greeter::gallery::PortraitInput {
+        face,
+        source: path.display().to_string(),
+        crop_jpeg: None,
+    }
+}
+
+pub fn new_customer(
+    name: &str,
+    portraits: Vec<greeter::gallery::PortraitInput>,
+) -> greeter::gallery::NewCustomer {
+    greeter::gallery::NewCustomer {
+        name: name.into(),
+        external_ref: None,
+        consent_how: "signed at till 3".into(),
+        consent_by: "test".into(),
+        portraits,
+        force: false,
+    }
+}

@@ -1,84 +1,23 @@
-//! Command-line interface: argument parsing and the commands' human/JSON output.
+//! Face commands: detect, embed, compare, eval.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use super::Output;
 use crate::config::Settings;
 use crate::eval::{self, Sample};
-use crate::vision::{AlignmentKind, Analysis, FaceObservation, Pipeline, decode, similarity};
+use crate::vision::{Analysis, FaceObservation, Pipeline, decode, similarity};
 
-#[derive(Debug, Parser)]
-#[command(name = "greeter", version, about = "Edge face recognition for stores")]
-pub struct Cli {
-    /// Configuration file (default: edge-config/greeter.toml under GREETER_HOME)
-    #[arg(long, global = true, env = "GREETER_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Machine-readable JSON output
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Face detector from models/models.toml (overrides vision.detector)
-    #[arg(long, global = true)]
-    pub detector: Option<String>,
-    /// Face alignment before embedding (overrides vision.alignment)
-    #[arg(long, global = true, value_enum)]
-    pub alignment: Option<AlignmentKind>,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Find faces: box, score, quality
-    Detect {
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-    },
-    /// Print the embedding of every face
-    Embed {
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-    },
-    /// Similarity of the largest faces of two photos, and the verdict at the configured threshold
-    Compare { a: PathBuf, b: PathBuf },
-    /// Accuracy on a labelled folder: DIR/<person>/<photos>
-    Eval { dir: PathBuf },
-}
-
-pub fn run(cli: Cli) -> Result<()> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
-    if let Some(detector) = cli.detector {
-        settings.vision.detector = detector;
-    }
-    if let Some(alignment) = cli.alignment {
-        settings.vision.alignment = alignment;
-    }
-    let pipeline = Pipeline::load(&settings)?;
-    let out = Output { json: cli.json };
-    match cli.command {
-        Command::Detect { images } => {
-            each_image(&pipeline, &settings, &images, |path, analysis| {
-                out.faces(path, analysis, false);
-            })
-        }
-        Command::Embed { images } => each_image(&pipeline, &settings, &images, |path, analysis| {
-            out.faces(path, analysis, true);
-        }),
-        Command::Compare { a, b } => compare(&pipeline, &settings, &a, &b, out),
-        Command::Eval { dir } => evaluate(&pipeline, &settings, &dir, out),
-    }
-}
-
-fn analyse(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<Analysis> {
+pub fn analyse(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<Analysis> {
     let frame = decode::load(path, settings.vision.max_image_pixels)?;
     Ok(pipeline.process(&frame)?)
 }
 
 /// Runs every image, reporting each failure on its own line; fails if any image failed or
 /// had no face.
-fn each_image(
+pub fn each_image(
     pipeline: &Pipeline,
     settings: &Settings,
     images: &[PathBuf],
@@ -104,7 +43,11 @@ fn each_image(
     Ok(())
 }
 
-fn largest_face(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<FaceObservation> {
+pub fn largest_face(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    path: &Path,
+) -> Result<FaceObservation> {
     let analysis = analyse(pipeline, settings, path)?;
     analysis
         .largest()
@@ -112,7 +55,7 @@ fn largest_face(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result
         .with_context(|| format!("no face found in {}", path.display()))
 }
 
-fn compare(
+pub fn compare(
     pipeline: &Pipeline,
     settings: &Settings,
     a: &Path,
@@ -149,7 +92,7 @@ fn compare(
     Ok(())
 }
 
-fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -> Result<()> {
+pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -> Result<()> {
     let mut people: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -234,60 +177,4 @@ fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -
         report.rank1, report.rank1_probes
     );
     Ok(())
-}
-
-#[derive(Clone, Copy)]
-struct Output {
-    json: bool,
-}
-
-impl Output {
-    fn print_json(&self, value: &impl Serialize) {
-        println!(
-            "{}",
-            serde_json::to_string(value).expect("plain data serialises")
-        );
-    }
-
-    fn faces(&self, path: &Path, analysis: &Analysis, with_embeddings: bool) {
-        if self.json {
-            #[derive(Serialize)]
-            struct Faces<'a> {
-                image: &'a Path,
-                faces: Vec<serde_json::Value>,
-            }
-            let faces = analysis
-                .faces
-                .iter()
-                .map(|f| {
-                    let mut v = serde_json::json!({ "box": f.bbox, "score": f.score, "quality": f.quality });
-                    if with_embeddings {
-                        v["landmarks"] = serde_json::json!(f.landmarks);
-                        v["embedding"] = serde_json::json!(f.embedding);
-                    }
-                    v
-                })
-                .collect();
-            self.print_json(&Faces { image: path, faces });
-            return;
-        }
-        println!("{}: {} face(s)", path.display(), analysis.faces.len());
-        for (i, f) in analysis.faces.iter().enumerate() {
-            let b = f.bbox;
-            let q = &f.quality;
-            let verdict = if q.passed {
-                "ok".to_string()
-            } else {
-                q.reasons.join("; ")
-            };
-            println!(
-                "  #{i} box {:.0},{:.0} {:.0}×{:.0}  score {:.3}  sharpness {:.0}  frontal {:.2}  roll {:.0}°  quality: {verdict}",
-                b.x, b.y, b.width, b.height, f.score, q.sharpness, q.frontalness, q.roll_degrees
-            );
-            if with_embeddings {
-                let values: Vec<String> = f.embedding.iter().map(|v| format!("{v:.5}")).collect();
-                println!("    embedding [{}]", values.join(", "));
-            }
-        }
-    }
 }

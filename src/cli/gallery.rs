@@ -1,0 +1,330 @@
+//! Gallery commands: enrol, identify, import, customers.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use image::RgbImage;
+use serde::Serialize;
+
+use super::{CustomersAction, Output};
+use crate::config::Settings;
+use crate::gallery::{Decision, Gallery, GalleryError, NewCustomer, PortraitInput};
+use crate::vision::{BBox, Pipeline, decode, embedder_identity};
+
+pub struct Enrolment {
+    pub name: String,
+    pub consent: String,
+    pub by: String,
+    pub force: bool,
+    pub images: Vec<PathBuf>,
+}
+
+fn open_gallery(settings: &Settings) -> Result<Gallery> {
+    let (model_id, dimensions) = embedder_identity(settings)?;
+    let (gallery, _report) = Gallery::open(
+        settings.gallery.clone(),
+        settings.matching.clone(),
+        &model_id,
+        dimensions,
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the gallery in {}",
+            settings.gallery.data_dir.display()
+        )
+    })?;
+    Ok(gallery)
+}
+
+/// The largest face of a photo as a portrait, with its face crop.
+fn portrait(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<PortraitInput> {
+    let frame = decode::load(path, settings.vision.max_image_pixels)?;
+    let analysis = pipeline.process(&frame)?;
+    let face = analysis
+        .largest()
+        .cloned()
+        .with_context(|| format!("no face found in {}", path.display()))?;
+    let crop_jpeg = Some(face_crop_jpeg(&frame, &face.bbox)?);
+    Ok(PortraitInput {
+        face,
+        source: path.display().to_string(),
+        crop_jpeg,
+    })
+}
+
+/// The face with half its size around it: enough for a detector to find it again when
+/// re-embedding with another model.
+fn face_crop_jpeg(frame: &RgbImage, bbox: &BBox) -> Result<Vec<u8>> {
+    let grown = BBox {
+        x: bbox.x - bbox.width / 2.0,
+        y: bbox.y - bbox.height / 2.0,
+        width: bbox.width * 2.0,
+        height: bbox.height * 2.0,
+    };
+    let region = grown
+        .pixel_region(frame.width(), frame.height())
+        .context("face outside the frame")?;
+    let crop = image::imageops::crop_imm(frame, region.x, region.y, region.width, region.height)
+        .to_image();
+    let mut jpeg = Cursor::new(Vec::new());
+    crop.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+    Ok(jpeg.into_inner())
+}
+
+pub fn enrol(pipeline: &Pipeline, settings: &Settings, e: Enrolment, out: Output) -> Result<()> {
+    let gallery = open_gallery(settings)?;
+    let portraits = e
+        .images
+        .iter()
+        .map(|p| portrait(pipeline, settings, p))
+        .collect::<Result<Vec<_>>>()?;
+    let enrolled = gallery.enrol(NewCustomer {
+        name: e.name.clone(),
+        external_ref: None,
+        consent_how: e.consent,
+        consent_by: e.by,
+        portraits,
+        force: e.force,
+    })?;
+    gallery.save_index()?;
+    if out.json {
+        out.print_json(&enrolled);
+    } else {
+        println!(
+            "enrolled customer {} ({}) with {} portrait(s)",
+            enrolled.customer_id,
+            e.name.trim(),
+            enrolled.portrait_ids.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn identify(pipeline: &Pipeline, settings: &Settings, image: &Path, out: Output) -> Result<()> {
+    let gallery = open_gallery(settings)?;
+    let frame = decode::load(image, settings.vision.max_image_pixels)?;
+    let analysis = pipeline.process(&frame)?;
+    if analysis.faces.is_empty() {
+        bail!("no face found in {}", image.display());
+    }
+    #[derive(Serialize)]
+    struct Identified {
+        #[serde(rename = "box")]
+        bbox: BBox,
+        quality_passed: bool,
+        name: Option<String>,
+        #[serde(flatten)]
+        decision: Decision,
+    }
+    let mut results = Vec::new();
+    for face in &analysis.faces {
+        let decision = gallery.identify(&face.embedding)?;
+        let name = match decision.customer_id() {
+            Some(id) => Some(gallery.customer(id)?.0.display_name),
+            None => None,
+        };
+        results.push(Identified {
+            bbox: face.bbox,
+            quality_passed: face.quality.passed,
+            name,
+            decision,
+        });
+    }
+    if out.json {
+        out.print_json(&results);
+        return Ok(());
+    }
+    for (i, r) in results.iter().enumerate() {
+        let b = r.bbox;
+        let what = match &r.decision {
+            Decision::Known { best, runner_up } => format!(
+                "customer {} {} (similarity {:.3}{})",
+                best.customer_id,
+                r.name.as_deref().unwrap_or(""),
+                best.score,
+                runner_up
+                    .map(|c| format!(", next customer {} at {:.3}", c.customer_id, c.score))
+                    .unwrap_or_default()
+            ),
+            Decision::Unknown { reason, .. } => format!("unknown: {reason}"),
+        };
+        println!(
+            "#{i} box {:.0},{:.0} {:.0}×{:.0}: {what}",
+            b.x, b.y, b.width, b.height
+        );
+    }
+    Ok(())
+}
+
+#[derive(Default, Serialize)]
+struct ImportSummary {
+    enrolled: usize,
+    already_in: usize,
+    refused: Vec<(String, String)>,
+    portraits: usize,
+}
+
+/// Every sub-folder of `dir` is one customer. A customer is enrolled with all their good
+/// portraits in one transaction, so an interrupted import leaves no half-enrolled customer and
+/// a second run skips the folders already in.
+pub fn import(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    dir: &Path,
+    consent: &str,
+    by: &str,
+    out: Output,
+) -> Result<()> {
+    let gallery = open_gallery(settings)?;
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        bail!(
+            "{} has no sub-folders: expected one folder of portraits per customer",
+            dir.display()
+        );
+    }
+    let progress = if out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(folders.len() as u64)
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} customers {msg} [{elapsed_precise}, eta {eta}]",
+        )
+        .expect("static template"),
+    );
+    let mut summary = ImportSummary::default();
+    for (n, folder) in folders.iter().enumerate() {
+        progress.inc(1);
+        let name = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let external_ref = format!("import:{name}");
+        if gallery.customer_by_ref(&external_ref)?.is_some() {
+            summary.already_in += 1;
+            continue;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(folder)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && decode::is_image_name(p))
+            .collect();
+        files.sort();
+        let mut portraits = Vec::new();
+        let mut problems = Vec::new();
+        for file in &files {
+            match portrait(pipeline, settings, file) {
+                Ok(p) if p.face.quality.passed => portraits.push(p),
+                Ok(p) => problems.push(format!(
+                    "{}: {}",
+                    file.display(),
+                    p.face.quality.reasons.join("; ")
+                )),
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+        if portraits.is_empty() {
+            let why = if problems.is_empty() {
+                "no photos".to_string()
+            } else {
+                problems.join(" | ")
+            };
+            summary.refused.push((name, why));
+            continue;
+        }
+        let customer = NewCustomer {
+            name: name.clone(),
+            external_ref: Some(external_ref),
+            consent_how: consent.to_owned(),
+            consent_by: by.to_owned(),
+            portraits,
+            force: false,
+        };
+        match gallery.enrol(customer) {
+            Ok(enrolled) => {
+                summary.enrolled += 1;
+                summary.portraits += enrolled.portrait_ids.len();
+            }
+            Err(GalleryError::Refused(why)) => summary.refused.push((name, why.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+        if n % 50 == 49 {
+            gallery.save_index()?;
+        }
+    }
+    progress.finish_and_clear();
+    gallery.save_index()?;
+    if out.json {
+        out.print_json(&summary);
+        return Ok(());
+    }
+    println!(
+        "enrolled {} customers ({} portraits), {} already in, {} refused",
+        summary.enrolled,
+        summary.portraits,
+        summary.already_in,
+        summary.refused.len()
+    );
+    for (name, why) in &summary.refused {
+        println!("  refused {name}: {why}");
+    }
+    Ok(())
+}
+
+pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> Result<()> {
+    let gallery = open_gallery(settings)?;
+    match action {
+        CustomersAction::List { query } => {
+            let customers = gallery.customers(query.as_deref().unwrap_or(""))?;
+            if out.json {
+                out.print_json(&customers);
+            } else {
+                for c in &customers {
+                    println!(
+                        "{:>6}  {:<30} {} portrait(s)  consent: {}",
+                        c.id, c.display_name, c.portraits, c.consent.how
+                    );
+                }
+                println!("{} customer(s)", customers.len());
+            }
+        }
+        CustomersAction::Show { id } => {
+            let (customer, portraits) = gallery.customer(id)?;
+            if out.json {
+                out.print_json(
+                    &serde_json::json!({ "customer": customer, "portraits": portraits }),
+                );
+            } else {
+                println!("customer {}: {}", customer.id, customer.display_name);
+                println!(
+                    "  consent: {} (recorded by {} at {})",
+                    customer.consent.how, customer.consent.by, customer.consent.at
+                );
+                for p in &portraits {
+                    println!(
+                        "  portrait {} quality {:.3} from {} at {}",
+                        p.id, p.quality, p.source, p.captured_at
+                    );
+                }
+            }
+        }
+        CustomersAction::Delete { id } => {
+            gallery.delete_customer(id)?;
+            gallery.save_index()?;
+            if out.json {
+                out.print_json(&serde_json::json!({ "deleted": id }));
+            } else {
+                println!("deleted customer {id} and all their data");
+            }
+        }
+    }
+    Ok(())
+}

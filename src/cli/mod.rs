@@ -1,0 +1,195 @@
+//! Command-line interface: argument parsing, dispatch, and the human/JSON output helpers.
+
+mod faces;
+mod gallery;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::vision::{AlignmentKind, Analysis, Pipeline};
+
+#[derive(Debug, Parser)]
+#[command(name = "greeter", version, about = "Edge face recognition for stores")]
+pub struct Cli {
+    /// Configuration file (default: edge-config/greeter.toml under GREETER_HOME)
+    #[arg(long, global = true, env = "GREETER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Face detector from models/models.toml (overrides vision.detector)
+    #[arg(long, global = true)]
+    pub detector: Option<String>,
+    /// Face alignment before embedding (overrides vision.alignment)
+    #[arg(long, global = true, value_enum)]
+    pub alignment: Option<AlignmentKind>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find faces: box, score, quality
+    Detect {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Print the embedding of every face
+    Embed {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Similarity of the largest faces of two photos, and the verdict at the configured threshold
+    Compare { a: PathBuf, b: PathBuf },
+    /// Accuracy on a labelled folder: DIR/<person>/<photos>
+    Eval { dir: PathBuf },
+    /// Enrol a new customer from one or more portraits (the largest face of each photo)
+    Enrol {
+        #[arg(long)]
+        name: String,
+        /// How the customer gave consent, e.g. "signed at till 3" (required)
+        #[arg(long)]
+        consent: String,
+        /// Who recorded the consent
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+        /// Enrol even if a portrait looks like another customer
+        #[arg(long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Who is in this photo: every face against the gallery
+    Identify { image: PathBuf },
+    /// Enrol every sub-folder of DIR as a customer named after it (resumable)
+    Import {
+        dir: PathBuf,
+        #[arg(long)]
+        consent: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// List, show or delete customers
+    Customers {
+        #[command(subcommand)]
+        action: CustomersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomersAction {
+    /// Customers whose name contains QUERY (all without it)
+    List { query: Option<String> },
+    /// One customer, consent and portraits
+    Show { id: i64 },
+    /// Erase a customer: profile, portraits, face crops, visits, purchases
+    Delete { id: i64 },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(detector) = cli.detector {
+        settings.vision.detector = detector;
+    }
+    if let Some(alignment) = cli.alignment {
+        settings.vision.alignment = alignment;
+    }
+    let out = Output { json: cli.json };
+    // Loaded only by the commands that look at faces: listing or erasing customers needs no model.
+    let models = || Pipeline::load(&settings);
+    match cli.command {
+        Command::Detect { images } => {
+            faces::each_image(&models()?, &settings, &images, |path, analysis| {
+                out.faces(path, analysis, false);
+            })
+        }
+        Command::Embed { images } => {
+            faces::each_image(&models()?, &settings, &images, |path, analysis| {
+                out.faces(path, analysis, true);
+            })
+        }
+        Command::Compare { a, b } => faces::compare(&models()?, &settings, &a, &b, out),
+        Command::Eval { dir } => faces::evaluate(&models()?, &settings, &dir, out),
+        Command::Enrol {
+            name,
+            consent,
+            by,
+            force,
+            images,
+        } => {
+            let enrolment = gallery::Enrolment {
+                name,
+                consent,
+                by,
+                force,
+                images,
+            };
+            gallery::enrol(&models()?, &settings, enrolment, out)
+        }
+        Command::Identify { image } => gallery::identify(&models()?, &settings, &image, out),
+        Command::Import { dir, consent, by } => {
+            gallery::import(&models()?, &settings, &dir, &consent, &by, out)
+        }
+        Command::Customers { action } => gallery::customers(&settings, action, out),
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    pub fn print_json(&self, value: &impl Serialize) {
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("plain data serialises")
+        );
+    }
+
+    pub fn faces(&self, path: &Path, analysis: &Analysis, with_embeddings: bool) {
+        if self.json {
+            #[derive(Serialize)]
+            struct Faces<'a> {
+                image: &'a Path,
+                faces: Vec<serde_json::Value>,
+            }
+            let faces = analysis
+                .faces
+                .iter()
+                .map(|f| {
+                    let mut v = serde_json::json!({ "box": f.bbox, "score": f.score, "quality": f.quality });
+                    if with_embeddings {
+                        v["landmarks"] = serde_json::json!(f.landmarks);
+                        v["embedding"] = serde_json::json!(f.embedding);
+                    }
+                    v
+                })
+                .collect();
+            self.print_json(&Faces { image: path, faces });
+            return;
+        }
+        println!("{}: {} face(s)", path.display(), analysis.faces.len());
+        for (i, f) in analysis.faces.iter().enumerate() {
+            let b = f.bbox;
+            let q = &f.quality;
+            let verdict = if q.passed {
+                "ok".to_string()
+            } else {
+                q.reasons.join("; ")
+            };
+            println!(
+                "  #{i} box {:.0},{:.0} {:.0}×{:.0}  score {:.3}  sharpness {:.0}  frontal {:.2}  roll {:.0}°  quality: {verdict}",
+                b.x, b.y, b.width, b.height, f.score, q.sharpness, q.frontalness, q.roll_degrees
+            );
+            if with_embeddings {
+                let values: Vec<String> = f.embedding.iter().map(|v| format!("{v:.5}")).collect();
+                println!("    embedding [{}]", values.join(", "));
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The vector index: faiss, inner product over L2-normalised embeddings, ids = portrait ids.
+//! Derived from the store and rebuildable; persisted atomically with the store's change counter.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use faiss::index::IndexImpl;
+use faiss::selector::IdSelector;
+use faiss::{Idx, Index, MetricType};
+use serde::{Deserialize, Serialize};
+
+use super::GalleryError;
+
+const INDEX_FILE: &str = "index.faiss";
+const META_FILE: &str = "index.json";
+
+/// What the saved index was built from; a mismatch with the store means "rebuild".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    pub change_counter: u64,
+    pub model_id: String,
+    pub factory: String,
+    pub count: u64,
+}
+
+pub struct VectorIndex {
+    index: IndexImpl,
+    factory: String,
+    dimensions: u32,
+    /// Removed ids still inside an index that cannot remove (HNSW): filtered from results.
+    tombstones: HashSet<i64>,
+}
+
+fn faiss_err(source: faiss::error::Error) -> GalleryError {
+    GalleryError::Index(source)
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex").field("factory", &self.factory).field("len", &self.len()).finish()
+    }
+}
+
+impl VectorIndex {
+    /// An empty index from a faiss factory string, e.g. "IDMap,Flat" or "IDMap,HNSW32".
+    pub fn new(dimensions: u32, factory: &str) -> Result<Self, GalleryError> {
+        let index = faiss::index_factory(dimensions, factory, MetricType::InnerProduct)
+            .map_err(faiss_err)?;
+        Ok(Self {
+            index,
+            factory: factory.to_owned(),
+            dimensions,
+            tombstones: HashSet::new(),
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.index.ntotal() - self.tombstones.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn add(&mut self, ids: &[i64], vectors: &[f32]) -> Result<(), GalleryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if vectors.len() != ids.len() * self.dimensions as usize {
+            return Err(GalleryError::Dimensions {
+                expected: self.dimensions as usize,
+                got: vectors.len() / ids.len(),
+            });
+        }
+        let ids: Vec<Idx> = ids.iter().map(|&id| Idx::new(id as u64)).collect();
+        self.index.add_with_ids(vectors, &ids).map_err(faiss_err)
+    }
+
+    pub fn remove(&mut self, ids: &[i64]) -> Result<(), GalleryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let selector = IdSelector::batch(
+            &ids.iter()
+                .map(|&id| Idx::new(id as u64))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(faiss_err)?;
+        if self.index.remove_ids(&selector).is_err() {
+            // e.g. HNSW: the graph cannot drop nodes; hide them until the next rebuild.
+            self.tombstones.extend(ids);
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest portraits: (portrait id, similarity), best first.
+    pub fn search(&mut self, query: &[f32], k: usize) -> Result<Vec<(i64, f32)>, GalleryError> {
+        if self.index.ntotal() == 0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let fetch = (k + self.tombstones.len()).min(self.index.ntotal() as usize);
+        let result = self.index.search(query, fetch).map_err(faiss_err)?;
+        Ok(result
+            .labels
+            .iter()
+            .zip(result.distances)
+            .filter_map(|(label, score)| label.get().map(|id| (id as i64, score)))
+            .filter(|(id, _)| !self.tombstones.contains(id))
+            .take(k)
+            .collect())
+    }
+
+    /// Writes the index and then its metadata, each to a temporary file that is synced and
+    /// renamed into place: a crash leaves either the old pair, or a new index with old metadata
+    /// (which reads as stale and is rebuilt), never a torn file.
+    pub fn save(&self, dir: &Path, meta: &IndexMeta) -> Result<(), GalleryError> {
+        let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
+        faiss::write_index(&self.index, tmp.to_string_lossy().as_ref()).map_err(faiss_err)?;
+        sync_and_rename(&tmp, &dir.join(INDEX_FILE))?;
+        let tmp = dir.join(format!("{META_FILE}.tmp"));
+        let json = serde_json::to_vec(meta).expect("plain data serialises");
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&json))
+            .map_err(|source| GalleryError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+        sync_and_rename(&tmp, &dir.join(META_FILE))
+    }
+
+    /// The saved index if it is exactly what `expected` describes; `None` (with the reason)
+    /// when it is missing, unreadable or stale.
+    pub fn load(dir: &Path, expected: &IndexMeta, dimensions: u32) -> Result<VectorIndex, String> {
+        let meta_path = dir.join(META_FILE);
+        let text = std::fs::read(&meta_path).map_err(|e| format!("no index metadata ({e})"))?;
+        let meta: IndexMeta =
+            serde_json::from_slice(&text).map_err(|e| format!("corrupt index metadata ({e})"))?;
+        if meta != *expected {
+            return Err(format!(
+                "stale index (saved {meta:?}, store is {expected:?})"
+            ));
+        }
+        let path = dir.join(INDEX_FILE);
+        let index = faiss::read_index(path.to_string_lossy().as_ref())
+            .map_err(|e| format!("unreadable index ({e})"))?;
+        if index.ntotal() != expected.count || index.d() != dimensions {
+            return Err(format!(
+                "index holds {} vectors of {} dimensions, expected {} of {dimensions}",
+                index.ntotal(),
+                index.d(),
+                expected.count
+            ));
+        }
+        Ok(VectorIndex {
+            index,
+            factory: meta.factory,
+            dimensions,
+            tombstones: HashSet::new(),
+        })
+    }
+
+    pub fn factory(&self) -> &str {
+        &self.factory
+    }
+}
+
+fn sync_and_rename(tmp: &PathBuf, dest: &Path) -> Result<(), GalleryError> {
+    let io = |source| GalleryError::Io {
+        path: dest.to_owned(),
+        source,
+    };
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(tmp, dest).map_err(io)?;
+    if let Some(parent) = dest.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        crate::vision::embed::l2_normalised(v)
+    }
+
+    #[test]
+    fn flat_index_adds_searches_and_removes_in_place() {
+        let mut index = VectorIndex::new(2, "IDMap,Flat").unwrap();
+        index
+            .add(&[10, 20], &[unit(&[1.0, 0.0]), unit(&[0.0, 1.0])].concat())
+            .unwrap();
+        let hits = index.search(&unit(&[0.9, 0.1]), 2).unwrap();
+        assert_eq!(hits[0].0, 10);
+        assert!(hits[0].1 > hits[1].1);
+        index.remove(&[10]).unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index
+                .search(&unit(&[0.9, 0.1]), 2)
+                .unwrap()
+                .iter()
+                .map(|h| h.0)
+                .collect::<Vec<_>>(),
+            vec![20]
+        );
+    }
+
+    #[test]
+    fn hnsw_removals_are_hidden() {
+        let mut index = VectorIndex::new(2, "IDMap,HNSW8").unwrap();
+        index
+            .add(
+                &[1, 2, 3],
+                &[unit(&[1.0, 0.0]), unit(&[0.0, 1.0]), unit(&[1.0, 1.0])].concat(),
+            )
+            .unwrap();
+        index.remove(&[1]).unwrap();
+        assert_eq!(index.len(), 2);
+        let ids: Vec<i64> = index
+            .search(&unit(&[1.0, 0.0]), 3)
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        assert!(!ids.contains(&1) && ids.len() == 2, "{ids:?}");
+    }
+
+    #[test]
+    fn save_and_load_round_trip_and_stale_metadata_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = VectorIndex::new(2, "IDMap,Flat").unwrap();
+        index.add(&[7], &unit(&[1.0, 0.0])).unwrap();
+        let meta = IndexMeta {
+            change_counter: 3,
+            model_id: "m".into(),
+            factory: "IDMap,Flat".into(),
+            count: 1,
+        };
+        index.save(dir.path(), &meta).unwrap();
+        let mut loaded = VectorIndex::load(dir.path(), &meta, 2).unwrap();
+        assert_eq!(loaded.search(&unit(&[1.0, 0.0]), 1).unwrap()[0].0, 7);
+        let newer = IndexMeta {
+            change_counter: 4,
+            ..meta.clone()
+        };
+        assert!(
+            VectorIndex::load(dir.path(), &newer, 2)
+                .unwrap_err()
+                .contains("stale")
+        );
+        std::fs::write(dir.path().join(INDEX_FILE), b"garbage").unwrap();
+        assert!(VectorIndex::load(dir.path(), &meta, 2).is_err());
+    }
+}

@@ -1,0 +1,413 @@
+//! The source of truth: customers, consent, portraits (embeddings), visits and purchases in
+//! SQLite (WAL). Every change to the portraits bumps a change counter in the same transaction,
+//! so the derived vector index can tell whether it is current.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite_migration::{M, Migrations};
+use serde::Serialize;
+
+use super::GalleryError;
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE customers (
+        id INTEGER PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        external_ref TEXT UNIQUE,
+        consent_how TEXT NOT NULL,
+        consent_by TEXT NOT NULL,
+        consent_at TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE portraits (
+        id INTEGER PRIMARY KEY,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        embedding BLOB NOT NULL,
+        model_id TEXT NOT NULL,
+        quality REAL NOT NULL,
+        quality_detail TEXT NOT NULL,
+        source TEXT NOT NULL,
+        captured_at TEXT NOT NULL,
+        crop_file TEXT
+     );
+     CREATE INDEX portraits_by_customer ON portraits(customer_id);
+     CREATE TABLE visits (
+        id INTEGER PRIMARY KEY,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        visited_at TEXT NOT NULL,
+        camera TEXT
+     );
+     CREATE INDEX visits_by_customer ON visits(customer_id, visited_at);
+     CREATE TABLE purchases (
+        id INTEGER PRIMARY KEY,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        visit_id INTEGER REFERENCES visits(id) ON DELETE SET NULL,
+        sku TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        unit_price_cents INTEGER NOT NULL,
+        purchased_at TEXT NOT NULL
+     );
+     CREATE INDEX purchases_by_customer ON purchases(customer_id, purchased_at);",
+)];
+
+const CHANGE_COUNTER: &str = "change_counter";
+const MODEL_ID: &str = "model_id";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Consent {
+    /// how it was given, e.g. "signed at till 3"
+    pub how: String,
+    /// who recorded it
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub id: i64,
+    pub display_name: String,
+    pub external_ref: Option<String>,
+    pub consent: Consent,
+    pub created_at: DateTime<Utc>,
+    pub portraits: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Portrait {
+    pub id: i64,
+    pub customer_id: i64,
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
+    pub quality: f32,
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+    pub crop_file: Option<String>,
+}
+
+/// A portrait to store; the embedding's model is the store's.
+pub struct NewPortrait {
+    pub embedding: Vec<f32>,
+    pub quality: f32,
+    pub quality_detail: String,
+    pub source: String,
+    pub crop_jpeg: Option<Vec<u8>>,
+}
+
+pub struct Store {
+    conn: Connection,
+    crops_dir: std::path::PathBuf,
+}
+
+fn sql(source: rusqlite::Error) -> GalleryError {
+    GalleryError::Store(source)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database under `data_dir`, and checks that its
+    /// embeddings were made by `model_id`.
+    pub fn open(data_dir: &Path, model_id: &str) -> Result<Self, GalleryError> {
+        std::fs::create_dir_all(data_dir.join("crops")).map_err(|source| GalleryError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let mut conn = Connection::open(data_dir.join("greeter.sqlite3")).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        let store = Store {
+            conn,
+            crops_dir: data_dir.join("crops"),
+        };
+        match store.meta(MODEL_ID)? {
+            None => store.set_meta(&store.conn, MODEL_ID, model_id)?,
+            Some(stored) if stored != model_id => {
+                return Err(GalleryError::ModelMismatch {
+                    stored,
+                    current: model_id.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(store)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, GalleryError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql)
+    }
+
+    fn set_meta(&self, conn: &Connection, key: &str, value: &str) -> Result<(), GalleryError> {
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    fn bump_counter(tx: &Transaction) -> Result<(), GalleryError> {
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [CHANGE_COUNTER],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Increases with every portrait added or removed.
+    pub fn change_counter(&self) -> Result<u64, GalleryError> {
+        Ok(self
+            .meta(CHANGE_COUNTER)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn model_id(&self) -> Result<String, GalleryError> {
+        Ok(self.meta(MODEL_ID)?.unwrap_or_default())
+    }
+
+    /// Creates a customer with their first portraits in one transaction: all or nothing.
+    /// Returns the customer id and the new portrait ids.
+    pub fn create_customer(
+        &mut self,
+        display_name: &str,
+        external_ref: Option<&str>,
+        consent: &Consent,
+        portraits: Vec<NewPortrait>,
+    ) -> Result<(i64, Vec<i64>), GalleryError> {
+        let model_id = self.model_id()?;
+        let crops_dir = self.crops_dir.clone();
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "INSERT INTO customers(display_name, external_ref, consent_how, consent_by, consent_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![display_name, external_ref, consent.how, consent.by, consent.at, Utc::now()],
+        )
+        .map_err(sql)?;
+        let customer_id = tx.last_insert_rowid();
+        let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
+        tx.commit().map_err(sql)?;
+        Ok((customer_id, ids))
+    }
+
+    pub fn add_portraits(
+        &mut self,
+        customer_id: i64,
+        portraits: Vec<NewPortrait>,
+    ) -> Result<Vec<i64>, GalleryError> {
+        let model_id = self.model_id()?;
+        let crops_dir = self.crops_dir.clone();
+        let tx = self.conn.transaction().map_err(sql)?;
+        let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
+        tx.commit().map_err(sql)?;
+        Ok(ids)
+    }
+
+    pub fn remove_portraits(&mut self, ids: &[i64]) -> Result<(), GalleryError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut crops = Vec::new();
+        for id in ids {
+            let crop: Option<Option<String>> = tx
+                .query_row("SELECT crop_file FROM portraits WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql)?;
+            crops.extend(crop.flatten());
+            tx.execute("DELETE FROM portraits WHERE id = ?1", [id])
+                .map_err(sql)?;
+        }
+        Self::bump_counter(&tx)?;
+        tx.commit().map_err(sql)?;
+        self.remove_crop_files(&crops);
+        Ok(())
+    }
+
+    /// Erases the customer, every portrait, crop file, visit and purchase. Returns the removed
+    /// portrait ids, or `None` for an unknown customer.
+    pub fn delete_customer(&mut self, id: i64) -> Result<Option<Vec<i64>>, GalleryError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if !exists {
+            return Ok(None);
+        }
+        let (ids, crops): (Vec<i64>, Vec<Option<String>>) = {
+            let mut stmt = tx
+                .prepare("SELECT id, crop_file FROM portraits WHERE customer_id = ?1")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<(i64, Option<String>)>, _>>()
+                .map_err(sql)?
+                .into_iter()
+                .unzip()
+        };
+        // Visits, purchases and portraits go with the customer (ON DELETE CASCADE).
+        tx.execute("DELETE FROM customers WHERE id = ?1", [id])
+            .map_err(sql)?;
+        Self::bump_counter(&tx)?;
+        tx.commit().map_err(sql)?;
+        self.remove_crop_files(&crops.into_iter().flatten().collect::<Vec<_>>());
+        Ok(Some(ids))
+    }
+
+    fn remove_crop_files(&self, files: &[String]) {
+        for file in files {
+            let path = self.crops_dir.join(file);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a face crop");
+            }
+        }
+    }
+
+    pub fn customer(&self, id: i64) -> Result<Option<Customer>, GalleryError> {
+        self.customers_where("c.id = ?1", params![id])
+            .map(|mut v| v.pop())
+    }
+
+    pub fn customer_by_ref(&self, external_ref: &str) -> Result<Option<Customer>, GalleryError> {
+        self.customers_where("c.external_ref = ?1", params![external_ref])
+            .map(|mut v| v.pop())
+    }
+
+    /// Customers whose name contains `query` (all when empty), by id.
+    pub fn customers(&self, query: &str) -> Result<Vec<Customer>, GalleryError> {
+        self.customers_where("c.display_name LIKE '%' || ?1 || '%'", params![query])
+    }
+
+    fn customers_where(
+        &self,
+        condition: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Customer>, GalleryError> {
+        let query = format!(
+            "SELECT c.id, c.display_name, c.external_ref, c.consent_how, c.consent_by, c.consent_at, c.created_at,
+                    (SELECT COUNT(*) FROM portraits p WHERE p.customer_id = c.id)
+             FROM customers c WHERE {condition} ORDER BY c.id"
+        );
+        let mut stmt = self.conn.prepare(&query).map_err(sql)?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(Customer {
+                    id: r.get(0)?,
+                    display_name: r.get(1)?,
+                    external_ref: r.get(2)?,
+                    consent: Consent {
+                        how: r.get(3)?,
+                        by: r.get(4)?,
+                        at: r.get(5)?,
+                    },
+                    created_at: r.get(6)?,
+                    portraits: r.get::<_, i64>(7)? as usize,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    pub fn portraits_of(&self, customer_id: i64) -> Result<Vec<Portrait>, GalleryError> {
+        self.portraits_where("customer_id = ?1", params![customer_id])
+    }
+
+    pub fn all_portraits(&self) -> Result<Vec<Portrait>, GalleryError> {
+        self.portraits_where("1 = 1", params![])
+    }
+
+    fn portraits_where(
+        &self,
+        condition: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Portrait>, GalleryError> {
+        let query = format!(
+            "SELECT id, customer_id, embedding, quality, source, captured_at, crop_file
+             FROM portraits WHERE {condition} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare(&query).map_err(sql)?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let blob: Vec<u8> = r.get(2)?;
+                Ok(Portrait {
+                    id: r.get(0)?,
+                    customer_id: r.get(1)?,
+                    embedding: blob
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    quality: r.get(3)?,
+                    source: r.get(4)?,
+                    captured_at: r.get(5)?,
+                    crop_file: r.get(6)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// customer id of each portrait id
+    pub fn portrait_owners(&self) -> Result<std::collections::HashMap<i64, i64>, GalleryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, customer_id FROM portraits")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+}
+
+fn insert_portraits(
+    tx: &Transaction,
+    crops_dir: &Path,
+    customer_id: i64,
+    model_id: &str,
+    portraits: Vec<NewPortrait>,
+) -> Result<Vec<i64>, GalleryError> {
+    let mut ids = Vec::with_capacity(portraits.len());
+    for p in portraits {
+        let blob: Vec<u8> = p.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tx.execute(
+            "INSERT INTO portraits(customer_id, embedding, model_id, quality, quality_detail, source, captured_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![customer_id, blob, model_id, p.quality, p.quality_detail, p.source, Utc::now()],
+        )
+        .map_err(sql)?;
+        let id = tx.last_insert_rowid();
+        if let Some(jpeg) = p.crop_jpeg {
+            // Written before the commit: a crash leaves at worst an orphan file, never a row
+            // pointing at nothing.
+            let file = format!("{id}.jpg");
+            let path = crops_dir.join(&file);
+            std::fs::write(&path, jpeg).map_err(|source| GalleryError::Io { path, source })?;
+            tx.execute(
+                "UPDATE portraits SET crop_file = ?1 WHERE id = ?2",
+                params![file, id],
+            )
+            .map_err(sql)?;
+        }
+        ids.push(id);
+    }
+    Store::bump_counter(tx)?;
+    Ok(ids)
+}

@@ -1,0 +1,214 @@
+//! The gallery on the real models and a real SQLite file and faiss index.
+
+mod common;
+
+use common::*;
+use greeter::gallery::{Decision, GalleryError, Refusal};
+use greeter::vision::{AlignmentKind, decode};
+
+/// The same person twice: a tight crop of sample5's first face, and the whole photo.
+fn person_a_crop() -> std::path::PathBuf {
+    fixtures().join("crops/sample5_face0_descriptor.png")
+}
+
+fn decisions_for_photo(
+    gallery: &greeter::gallery::Gallery,
+    pipeline: &greeter::vision::Pipeline,
+    photo: &str,
+) -> Vec<Decision> {
+    let frame = decode::load(&demo_photo(photo), 50_000_000).unwrap();
+    let faces = pipeline.process(&frame).unwrap().faces;
+    faces
+        .iter()
+        .map(|f| gallery.identify(&f.embedding).unwrap())
+        .collect()
+}
+
+#[test]
+fn enrol_identify_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let (gallery, _) = open_gallery(dir.path(), |_| {});
+    let enrolled = gallery
+        .enrol(new_customer(
+            "Ms Zhou",
+            vec![portrait_of(&pipeline, &person_a_crop())],
+        ))
+        .unwrap();
+
+    // In the full photo she is recognised, and nobody else is taken for her.
+    let decisions = decisions_for_photo(&gallery, &pipeline, "sample5.jpg");
+    assert_eq!(decisions.len(), 5);
+    let known: Vec<_> = decisions.iter().filter_map(|d| d.customer_id()).collect();
+    assert_eq!(known, vec![enrolled.customer_id], "{decisions:?}");
+
+    gallery.delete_customer(enrolled.customer_id).unwrap();
+    assert!(
+        decisions_for_photo(&gallery, &pipeline, "sample5.jpg")
+            .iter()
+            .all(|d| d.customer_id().is_none())
+    );
+    assert!(gallery.customers("").unwrap().is_empty());
+    assert!(matches!(
+        gallery.delete_customer(enrolled.customer_id),
+        Err(GalleryError::UnknownCustomer(_))
+    ));
+}
+
+#[test]
+fn refusals_name_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let (gallery, _) = open_gallery(dir.path(), |_| {});
+    let a = || portrait_of(&pipeline, &person_a_crop());
+
+    let mut no_consent = new_customer("X", vec![a()]);
+    no_consent.consent_how = "  ".into();
+    assert!(matches!(
+        gallery.enrol(no_consent),
+        Err(GalleryError::Refused(Refusal::NoConsent))
+    ));
+    assert!(matches!(
+        gallery.enrol(new_customer(" ", vec![a()])),
+        Err(GalleryError::Refused(Refusal::EmptyName))
+    ));
+    assert!(matches!(
+        gallery.enrol(new_customer("X", vec![])),
+        Err(GalleryError::Refused(Refusal::NoPortraits))
+    ));
+
+    let first = gallery.enrol(new_customer("Ms Zhou", vec![a()])).unwrap();
+    match gallery.enrol(new_customer("Someone else", vec![a()])) {
+        Err(GalleryError::Refused(Refusal::Duplicate {
+            customer_id, name, ..
+        })) => {
+            assert_eq!((customer_id, name.as_str()), (first.customer_id, "Ms Zhou"));
+        }
+        other => panic!("expected a duplicate refusal, got {other:?}"),
+    }
+    let mut forced = new_customer("Twin", vec![a()]);
+    forced.force = true;
+    assert!(gallery.enrol(forced).is_ok());
+
+    pipeline.options.quality.min_face_px = 10_000.0;
+    match gallery.enrol(new_customer(
+        "Tiny",
+        vec![portrait_of(&pipeline, &demo_photo("sample1.jpg"))],
+    )) {
+        Err(GalleryError::Refused(Refusal::Quality { reasons, .. })) => {
+            assert!(reasons[0].contains("too small"), "{reasons:?}")
+        }
+        other => panic!("expected a quality refusal, got {other:?}"),
+    }
+    assert_eq!(
+        gallery.customers("").unwrap().len(),
+        2,
+        "refused enrolments leave nothing behind"
+    );
+}
+
+#[test]
+fn portraits_are_capped_keeping_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let (gallery, _) = open_gallery(dir.path(), |g| g.max_portraits_per_customer = 2);
+    let sources = [
+        person_a_crop(),
+        fixtures().join("crops/sample5_face0_landmarks.png"),
+    ];
+    let portraits: Vec<_> = sources.iter().map(|p| portrait_of(&pipeline, p)).collect();
+    let enrolled = gallery.enrol(new_customer("Ms Zhou", portraits)).unwrap();
+    assert_eq!(enrolled.portrait_ids.len(), 2);
+
+    let frame = decode::load(&demo_photo("sample5.jpg"), 50_000_000).unwrap();
+    let mut third = portrait_of(&pipeline, &person_a_crop());
+    third.face = pipeline
+        .process(&frame)
+        .unwrap()
+        .faces
+        .into_iter()
+        .max_by(|a, b| a.quality.face_px.total_cmp(&b.quality.face_px))
+        .unwrap();
+    let before = gallery.customer(enrolled.customer_id).unwrap().1;
+    let added = gallery
+        .add_portraits(enrolled.customer_id, vec![third], false)
+        .unwrap();
+    let after = gallery.customer(enrolled.customer_id).unwrap().1;
+    assert_eq!(after.len(), 2, "never more than the cap");
+    let worst_before = before
+        .iter()
+        .map(|p| p.quality)
+        .fold(f32::INFINITY, f32::min);
+    let worst_after = after
+        .iter()
+        .map(|p| p.quality)
+        .fold(f32::INFINITY, f32::min);
+    assert!(
+        worst_after >= worst_before,
+        "the weakest portrait goes first"
+    );
+    assert_eq!(
+        added.portrait_ids.len() + before.len() - added.dropped_portraits.len(),
+        2
+    );
+    assert_eq!(gallery.portrait_count(), 2);
+}
+
+#[test]
+fn index_is_rebuilt_when_missing_or_corrupt_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let probe = portrait_of(&pipeline, &demo_photo("sample5.jpg"))
+        .face
+        .embedding;
+    let before = {
+        let (gallery, _) = open_gallery(dir.path(), |_| {});
+        gallery
+            .enrol(new_customer(
+                "Ms Zhou",
+                vec![portrait_of(&pipeline, &person_a_crop())],
+            ))
+            .unwrap();
+        gallery
+            .enrol(new_customer(
+                "Other",
+                vec![portrait_of(&pipeline, &demo_photo("sample1.jpg"))],
+            ))
+            .unwrap();
+        gallery.save_index().unwrap();
+        gallery.identify(&probe).unwrap()
+    };
+    let (gallery, report) = open_gallery(dir.path(), |_| {});
+    assert!(
+        report.rebuilt.is_none(),
+        "a current index is reused: {report:?}"
+    );
+    assert_eq!(gallery.identify(&probe).unwrap(), before);
+    drop(gallery);
+
+    std::fs::remove_file(dir.path().join("index.faiss")).unwrap();
+    let (gallery, report) = open_gallery(dir.path(), |_| {});
+    assert!(report.rebuilt.is_some());
+    assert_eq!(report.portraits, 2);
+    assert_eq!(gallery.identify(&probe).unwrap(), before);
+    drop(gallery);
+
+    std::fs::write(dir.path().join("index.faiss"), b"not an index").unwrap();
+    let (gallery, report) = open_gallery(dir.path(), |_| {});
+    assert!(report.rebuilt.is_some());
+    assert_eq!(gallery.identify(&probe).unwrap(), before);
+}
+
+#[test]
+fn a_gallery_from_another_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_gallery(dir.path(), |_| {}));
+    let settings = settings();
+    let mut g = settings.gallery.clone();
+    g.data_dir = dir.path().to_owned();
+    let err = greeter::gallery::Gallery::open(g, settings.matching.clone(), "another-model", 128)
+        .err()
+        .unwrap();
+    assert!(matches!(err, GalleryError::ModelMismatch { .. }));
+    assert!(err.to_string().contains("reembed"), "{err}");
+}
