@@ -8,29 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use greeter::vision::decode;
-
-/// One folder per face of the demo photos (22 people), each with a portrait crop.
-fn make_import_dir(dir: &Path) -> usize {
-    let mut count = 0;
-    for image in reference().images {
-        let frame = decode::load(&demo_photo(&image.file), 50_000_000).unwrap();
-        for (i, face) in image.ssd.iter().enumerate() {
-            let [x, y, w, h] = face.bbox;
-            let (x0, y0) = ((x - w / 2.0).max(0.0) as u32, (y - h / 2.0).max(0.0) as u32);
-            let (x1, y1) = (
-                ((x + 1.5 * w) as u32).min(frame.width()),
-                ((y + 1.5 * h) as u32).min(frame.height()),
-            );
-            let crop = image::imageops::crop_imm(&frame, x0, y0, x1 - x0, y1 - y0).to_image();
-            let folder = dir.join(format!("{}_{i}", image.file.trim_end_matches(".jpg")));
-            std::fs::create_dir_all(&folder).unwrap();
-            crop.save(folder.join("portrait.jpg")).unwrap();
-            count += 1;
-        }
-    }
-    count
-}
 
 fn greeter(data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_greeter"));

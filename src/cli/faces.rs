@@ -92,7 +92,8 @@ pub fn compare(
     Ok(())
 }
 
-pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -> Result<()> {
+/// (person, photo) for every photo of DIR/<person>/, sorted.
+pub fn labelled_photos(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut people: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -105,7 +106,7 @@ pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Outpu
             dir.display()
         );
     }
-    let mut samples = Vec::new();
+    let mut photos = Vec::new();
     for person_dir in &people {
         let person = person_dir
             .file_name()
@@ -117,25 +118,31 @@ pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Outpu
             .filter(|p| p.is_file() && decode::is_image_name(p))
             .collect();
         files.sort();
-        for file in files {
-            let embedding = match analyse(pipeline, settings, &file) {
-                Ok(analysis) => analysis.largest().map(|f| f.embedding.clone()),
-                Err(e) => {
-                    eprintln!("warning: skipping {e:#}");
-                    None
-                }
-            };
-            let file = file
-                .strip_prefix(dir)
-                .unwrap_or(&file)
-                .display()
-                .to_string();
-            samples.push(Sample {
-                person: person.clone(),
-                file,
-                embedding,
-            });
-        }
+        photos.extend(files.into_iter().map(|f| (person.clone(), f)));
+    }
+    Ok(photos)
+}
+
+pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -> Result<()> {
+    let mut samples = Vec::new();
+    for (person, file) in labelled_photos(dir)? {
+        let embedding = match analyse(pipeline, settings, &file) {
+            Ok(analysis) => analysis.largest().map(|f| f.embedding.clone()),
+            Err(e) => {
+                eprintln!("warning: skipping {e:#}");
+                None
+            }
+        };
+        let file = file
+            .strip_prefix(dir)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        samples.push(Sample {
+            person,
+            file,
+            embedding,
+        });
     }
     let report = eval::evaluate(&samples, &[1e-2, 1e-3]);
     if out.json {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{CustomersAction, Output};
 use crate::config::Settings;
-use crate::gallery::{Decision, Gallery, GalleryError, NewCustomer, PortraitInput};
+use crate::gallery::{Decision, Gallery, GalleryError, NewCustomer, PortraitInput, Store};
 use crate::vision::{BBox, Pipeline, decode, embedder_identity};
 
 pub struct Enrolment {
@@ -163,6 +163,8 @@ struct ImportSummary {
     already_in: usize,
     refused: Vec<(String, String)>,
     portraits: usize,
+    /// photos of enrolled customers that were not usable (no face, low quality)
+    photos_not_used: Vec<String>,
 }
 
 /// Every sub-folder of `dir` is one customer. A customer is enrolled with all their good
@@ -276,6 +278,9 @@ pub fn import(
     for (name, why) in &summary.refused {
         println!("  refused {name}: {why}");
     }
+    for problem in &summary.photos_not_used {
+        println!("  photo not used: {problem}");
+    }
     Ok(())
 }
 
@@ -325,6 +330,215 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
                 println!("deleted customer {id} and all their data");
             }
         }
+    }
+    Ok(())
+}
+
+#[derive(Default, Serialize)]
+struct GalleryEval {
+    people: usize,
+    enrolled_portraits: usize,
+    /// probes of enrolled people
+    probes: usize,
+    correct: usize,
+    /// an enrolled person taken for someone else
+    wrong_name: usize,
+    unknown: usize,
+    /// probes of people removed from the gallery (strangers)
+    stranger_probes: usize,
+    /// a stranger greeted by someone's name
+    stranger_false_accepts: usize,
+    faces_not_found: usize,
+}
+
+/// Open-set identification through a real (scratch) gallery: enrol the first `per_person`
+/// photos of each person, identify the rest; then each person once more as a stranger (their
+/// customer deleted) to count wrong-name greetings.
+pub fn evaluate(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    dir: &Path,
+    per_person: usize,
+    out: Output,
+) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
+    let mut settings = settings.clone();
+    settings.gallery.data_dir = scratch.clone();
+    settings.gallery.keep_crops = false;
+    settings.gallery.max_portraits_per_customer =
+        settings.gallery.max_portraits_per_customer.max(per_person);
+    let result = run_gallery_eval(pipeline, &settings, dir, per_person);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let report = result?;
+    if out.json {
+        out.print_json(&report);
+        return Ok(());
+    }
+    let rate = |n: usize, of: usize| {
+        if of == 0 {
+            f64::NAN
+        } else {
+            n as f64 / of as f64
+        }
+    };
+    println!(
+        "threshold {:.3}, margin {:.3}, {} portrait(s) per person enrolled",
+        settings.matching.threshold, settings.matching.margin, per_person
+    );
+    println!(
+        "people {}  enrolled portraits {}  faces not found {}",
+        report.people, report.enrolled_portraits, report.faces_not_found
+    );
+    println!(
+        "enrolled people: {} probes, rank-1 correct {:.4}, wrong name {}, unknown {:.4}",
+        report.probes,
+        rate(report.correct, report.probes),
+        report.wrong_name,
+        rate(report.unknown, report.probes)
+    );
+    println!(
+        "strangers: {} probes, greeted by a wrong name {}",
+        report.stranger_probes, report.stranger_false_accepts
+    );
+    Ok(())
+}
+
+fn run_gallery_eval(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    dir: &Path,
+    per_person: usize,
+) -> Result<GalleryEval> {
+    let gallery = open_gallery(settings)?;
+    let mut report = GalleryEval::default();
+    let mut by_person: Vec<(String, Vec<PortraitInput>)> = Vec::new();
+    for (person, file) in super::faces::labelled_photos(dir)? {
+        if by_person.last().is_none_or(|(p, _)| *p != person) {
+            by_person.push((person.clone(), Vec::new()));
+        }
+        match portrait(pipeline, settings, &file) {
+            Ok(p) => by_person.last_mut().expect("pushed above").1.push(p),
+            Err(_) => report.faces_not_found += 1,
+        }
+    }
+    report.people = by_person.len();
+    let mut customers = Vec::new();
+    let mut probes = Vec::new();
+    for (person, mut photos) in by_person {
+        let rest = photos.split_off(per_person.min(photos.len()));
+        let enrolled_faces: Vec<_> = photos.iter().map(|p| p.face.clone()).collect();
+        if photos.is_empty() {
+            continue;
+        }
+        report.enrolled_portraits += photos.len();
+        let mut customer = NewCustomer {
+            name: person.clone(),
+            external_ref: None,
+            consent_how: "evaluation".into(),
+            consent_by: "greeter eval".into(),
+            portraits: photos,
+            force: true,
+        };
+        // Measure matching, not enrolment rules: every portrait goes in.
+        for p in &mut customer.portraits {
+            p.face.quality.passed = true;
+        }
+        let id = gallery.enrol(customer)?.customer_id;
+        customers.push((id, person, enrolled_faces));
+        probes.push((id, rest));
+    }
+    for (id, rest) in &probes {
+        for probe in rest {
+            report.probes += 1;
+            match gallery.identify(&probe.face.embedding)?.customer_id() {
+                Some(found) if found == *id => report.correct += 1,
+                Some(_) => report.wrong_name += 1,
+                None => report.unknown += 1,
+            }
+        }
+    }
+    // Each person as a stranger: remove them, try their photos, put them back.
+    for ((id, person, enrolled), (_, rest)) in customers.into_iter().zip(&probes) {
+        gallery.delete_customer(id)?;
+        for probe in rest {
+            report.stranger_probes += 1;
+            if gallery
+                .identify(&probe.face.embedding)?
+                .customer_id()
+                .is_some()
+            {
+                report.stranger_false_accepts += 1;
+            }
+        }
+        let portraits = enrolled
+            .into_iter()
+            .map(|mut face| {
+                face.quality.passed = true;
+                PortraitInput {
+                    face,
+                    source: "eval".into(),
+                    crop_jpeg: None,
+                }
+            })
+            .collect();
+        let back = NewCustomer {
+            name: person,
+            external_ref: None,
+            consent_how: "evaluation".into(),
+            consent_by: "greeter eval".into(),
+            portraits,
+            force: true,
+        };
+        // A new id; later people keep theirs, so their deletion below still hits them.
+        gallery.enrol(back)?;
+    }
+    Ok(report)
+}
+
+/// Re-embeds every portrait from its kept face crop with the configured model, all in one
+/// transaction (nothing changes unless every portrait can be redone); the index is rebuilt
+/// at the next open.
+pub fn reembed(pipeline: &Pipeline, settings: &Settings, out: Output) -> Result<()> {
+    let (model_id, _) = embedder_identity(settings)?;
+    let mut store = Store::open_any_model(&settings.gallery.data_dir)?;
+    let portraits = store.all_portraits()?;
+    let mut redone = Vec::with_capacity(portraits.len());
+    let mut problems = Vec::new();
+    for p in &portraits {
+        let Some(file) = &p.crop_file else {
+            problems.push(format!(
+                "portrait {} (customer {}) has no kept crop",
+                p.id, p.customer_id
+            ));
+            continue;
+        };
+        match portrait(pipeline, settings, &store.crop_path(file)) {
+            Ok(new) => redone.push((p.id, new.face.embedding)),
+            Err(e) => problems.push(format!(
+                "portrait {} (customer {}): {e:#}",
+                p.id, p.customer_id
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "nothing changed, {} of {} portraits cannot be re-embedded: {}",
+            problems.len(),
+            portraits.len(),
+            problems.join("; ")
+        );
+    }
+    store.replace_embeddings(&model_id, &redone)?;
+    drop(store);
+    let gallery = open_gallery(settings)?;
+    if out.json {
+        out.print_json(&serde_json::json!({ "model_id": model_id, "portraits": redone.len() }));
+    } else {
+        println!(
+            "re-embedded {} portraits with {model_id}; index holds {}",
+            redone.len(),
+            gallery.portrait_count()
+        );
     }
     Ok(())
 }

@@ -46,7 +46,14 @@ pub enum Command {
     /// Similarity of the largest faces of two photos, and the verdict at the configured threshold
     Compare { a: PathBuf, b: PathBuf },
     /// Accuracy on a labelled folder: DIR/<person>/<photos>
-    Eval { dir: PathBuf },
+    Eval {
+        dir: PathBuf,
+        /// Instead of pairs: enrol the first N photos of each person in a scratch gallery,
+        /// identify the rest, and identify each person's photos again with them removed
+        /// (strangers) — rank-1, false accepts and unknowns at the configured threshold
+        #[arg(long, value_name = "N")]
+        gallery: Option<usize>,
+    },
     /// Enrol a new customer from one or more portraits (the largest face of each photo)
     Enrol {
         #[arg(long)]
@@ -78,6 +85,17 @@ pub enum Command {
         #[command(subcommand)]
         action: CustomersAction,
     },
+    /// Gallery maintenance
+    Gallery {
+        #[command(subcommand)]
+        action: GalleryAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GalleryAction {
+    /// Recompute every portrait's embedding with the configured model, from the kept face crops
+    Reembed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +131,11 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Compare { a, b } => faces::compare(&models()?, &settings, &a, &b, out),
-        Command::Eval { dir } => faces::evaluate(&models()?, &settings, &dir, out),
+        Command::Eval { dir, gallery: None } => faces::evaluate(&models()?, &settings, &dir, out),
+        Command::Eval {
+            dir,
+            gallery: Some(n),
+        } => gallery::evaluate(&models()?, &settings, &dir, n, out),
         Command::Enrol {
             name,
             consent,
@@ -135,6 +157,9 @@ pub fn run(cli: Cli) -> Result<()> {
             gallery::import(&models()?, &settings, &dir, &consent, &by, out)
         }
         Command::Customers { action } => gallery::customers(&settings, action, out),
+        Command::Gallery {
+            action: GalleryAction::Reembed,
+        } => gallery::reembed(&models()?, &settings, out),
     }
 }
 

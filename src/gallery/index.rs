@@ -32,13 +32,29 @@ pub struct VectorIndex {
     tombstones: HashSet<i64>,
 }
 
+unsafe extern "C" {
+    /// The OpenMP runtime faiss is linked with.
+    fn omp_set_num_threads(threads: std::os::raw::c_int);
+}
+
+/// Threads faiss may use per search. One query at a time gains nothing from more, and waking
+/// idle OpenMP threads costs milliseconds at the tail (measured at 10k vectors: p99 8 ms with
+/// 2 threads, 0.43 ms with 1).
+pub fn set_search_threads(threads: usize) {
+    // SAFETY: sets a process-wide OpenMP setting; no memory is shared with Rust.
+    unsafe { omp_set_num_threads(threads.clamp(1, 64) as std::os::raw::c_int) }
+}
+
 fn faiss_err(source: faiss::error::Error) -> GalleryError {
     GalleryError::Index(source)
 }
 
 impl std::fmt::Debug for VectorIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorIndex").field("factory", &self.factory).field("len", &self.len()).finish()
+        f.debug_struct("VectorIndex")
+            .field("factory", &self.factory)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -53,6 +69,23 @@ impl VectorIndex {
             dimensions,
             tombstones: HashSet::new(),
         })
+    }
+
+    /// faiss search-time parameters, e.g. `efSearch` for HNSW (recall against speed).
+    pub fn set_parameters(
+        &mut self,
+        parameters: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<(), GalleryError> {
+        if parameters.is_empty() {
+            return Ok(());
+        }
+        let space = faiss::index::autotune::ParameterSpace::new().map_err(faiss_err)?;
+        for (name, value) in parameters {
+            space
+                .set_index_parameter(&self.index, name, *value)
+                .map_err(faiss_err)?;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {

@@ -22,7 +22,12 @@ pub struct GallerySettings {
     pub data_dir: PathBuf,
     /// faiss index-factory string: "IDMap,Flat" (exact), "IDMap,HNSW32" (approximate, large galleries)
     pub index_factory: String,
+    /// faiss search parameters for that index, e.g. `efSearch = 128` for HNSW
+    #[serde(default)]
+    pub index_parameters: std::collections::BTreeMap<String, f64>,
     pub max_portraits_per_customer: usize,
+    /// threads faiss uses per search (1 is best for one query at a time)
+    pub search_threads: usize,
     /// keep each portrait's face crop (JPEG) so embeddings can be redone for a new model
     pub keep_crops: bool,
 }
@@ -142,6 +147,7 @@ impl Gallery {
         model_id: &str,
         dimensions: u32,
     ) -> Result<(Self, OpenReport), GalleryError> {
+        index::set_search_threads(settings.search_threads);
         let store = Store::open(&settings.data_dir, model_id)?;
         let owners = store.portrait_owners()?;
         let expected = IndexMeta {

@@ -109,6 +109,22 @@ impl Store {
     /// Opens (creating and migrating) the database under `data_dir`, and checks that its
     /// embeddings were made by `model_id`.
     pub fn open(data_dir: &Path, model_id: &str) -> Result<Self, GalleryError> {
+        let store = Self::open_any_model(data_dir)?;
+        match store.meta(MODEL_ID)? {
+            None => store.set_meta(&store.conn, MODEL_ID, model_id)?,
+            Some(stored) if stored != model_id => {
+                return Err(GalleryError::ModelMismatch {
+                    stored,
+                    current: model_id.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(store)
+    }
+
+    /// Opens the database whatever model made its embeddings (to re-embed them).
+    pub fn open_any_model(data_dir: &Path) -> Result<Self, GalleryError> {
         std::fs::create_dir_all(data_dir.join("crops")).map_err(|source| GalleryError::Io {
             path: data_dir.to_owned(),
             source,
@@ -123,21 +139,38 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
-        let store = Store {
+        Ok(Store {
             conn,
             crops_dir: data_dir.join("crops"),
-        };
-        match store.meta(MODEL_ID)? {
-            None => store.set_meta(&store.conn, MODEL_ID, model_id)?,
-            Some(stored) if stored != model_id => {
-                return Err(GalleryError::ModelMismatch {
-                    stored,
-                    current: model_id.to_owned(),
-                });
-            }
-            Some(_) => {}
+        })
+    }
+
+    pub fn crop_path(&self, file: &str) -> std::path::PathBuf {
+        self.crops_dir.join(file)
+    }
+
+    /// Swaps every portrait's embedding for one made by `model_id`, in one transaction.
+    pub fn replace_embeddings(
+        &mut self,
+        model_id: &str,
+        embeddings: &[(i64, Vec<f32>)],
+    ) -> Result<(), GalleryError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (id, embedding) in embeddings {
+            let blob: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tx.execute(
+                "UPDATE portraits SET embedding = ?1, model_id = ?2 WHERE id = ?3",
+                params![blob, model_id, id],
+            )
+            .map_err(sql)?;
         }
-        Ok(store)
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![MODEL_ID, model_id],
+        )
+        .map_err(sql)?;
+        Self::bump_counter(&tx)?;
+        tx.commit().map_err(sql)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, GalleryError> {

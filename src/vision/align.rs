@@ -166,14 +166,16 @@ fn bilinear(frame: &RgbImage, x: f32, y: f32) -> [f32; 3] {
     let (x0, y0) = (x.floor(), y.floor());
     let (dx, dy) = (x - x0, y - y0);
     let (w, h) = (frame.width() as i64, frame.height() as i64);
+    let (xi, yi) = (x0 as i64, y0 as i64);
+    let raw = frame.as_raw();
+    let stride = w as usize * 3;
     let at = |xi: i64, yi: i64| -> [f32; 3] {
         if xi < 0 || yi < 0 || xi >= w || yi >= h {
-            [0.0; 3]
-        } else {
-            frame.get_pixel(xi as u32, yi as u32).0.map(f32::from)
+            return [0.0; 3];
         }
+        let i = yi as usize * stride + xi as usize * 3;
+        [raw[i] as f32, raw[i + 1] as f32, raw[i + 2] as f32]
     };
-    let (xi, yi) = (x0 as i64, y0 as i64);
     let (tl, tr, bl, br) = (
         at(xi, yi),
         at(xi + 1, yi),

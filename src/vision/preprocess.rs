@@ -49,34 +49,43 @@ pub fn square_input(
     let scale = layout.side as f32 / size as f32;
     let last = layout.side as usize - 1;
 
-    // Per output column: the two source columns and the weight, once per call.
-    let columns: Vec<(usize, usize, f32)> = (0..size)
-        .map(|ox| {
-            let sx = ox as f32 * scale;
-            let x0 = sx.floor() as usize;
-            (x0, (x0 + 1).min(last), sx - x0 as f32)
-        })
-        .collect();
-    // A pixel of the padded square, in 0..=255; zero in the padding.
-    let pixel = |sx: usize, sy: usize| -> [f32; 3] {
-        let (x, y) = (
-            sx as i64 - layout.offset_x as i64,
-            sy as i64 - layout.offset_y as i64,
-        );
-        if x < 0 || y < 0 || x >= region.width as i64 || y >= region.height as i64 {
-            return [0.0; 3];
+    // Per output row and column: the two source rows/columns (as byte offsets into the frame,
+    // `None` inside the padding) and the weight, computed once per call.
+    let taps = |extent: u32,
+                offset: u32,
+                origin: u32,
+                stride: usize|
+     -> Vec<(Option<usize>, Option<usize>, f32)> {
+        let at = |s: usize| {
+            let i = s as i64 - offset as i64;
+            (i >= 0 && i < extent as i64).then(|| (origin as usize + i as usize) * stride)
+        };
+        (0..size)
+            .map(|o| {
+                let src = o as f32 * scale;
+                let s0 = src.floor() as usize;
+                (at(s0), at((s0 + 1).min(last)), src - s0 as f32)
+            })
+            .collect()
+    };
+    let row_bytes = frame.width() as usize * 3;
+    let columns = taps(region.width, layout.offset_x, region.x, 3);
+    let rows = taps(region.height, layout.offset_y, region.y, row_bytes);
+    let raw = frame.as_raw();
+    let pixel = |row: Option<usize>, col: Option<usize>| -> [f32; 3] {
+        match (row, col) {
+            (Some(r), Some(c)) => [
+                raw[r + c] as f32,
+                raw[r + c + 1] as f32,
+                raw[r + c + 2] as f32,
+            ],
+            _ => [0.0; 3],
         }
-        let p = frame.get_pixel(region.x + x as u32, region.y + y as u32).0;
-        [p[0] as f32, p[1] as f32, p[2] as f32]
     };
     let plane = size * size;
-    for oy in 0..size {
-        let sy = oy as f32 * scale;
-        let y0 = sy.floor() as usize;
-        let y1 = (y0 + 1).min(last);
-        let dy = sy - y0 as f32;
-        for (ox, &(x0, x1, dx)) in columns.iter().enumerate() {
-            let (tl, tr, bl, br) = (pixel(x0, y0), pixel(x1, y0), pixel(x0, y1), pixel(x1, y1));
+    for (oy, &(r0, r1, dy)) in rows.iter().enumerate() {
+        for (ox, &(c0, c1, dx)) in columns.iter().enumerate() {
+            let (tl, tr, bl, br) = (pixel(r0, c0), pixel(r0, c1), pixel(r1, c0), pixel(r1, c1));
             for c in 0..3 {
                 let top = tl[c] + (tr[c] - tl[c]) * dx;
                 let bottom = bl[c] + (br[c] - bl[c]) * dx;

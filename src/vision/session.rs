@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
 
@@ -63,7 +64,13 @@ impl ModelLoader<'_> {
         };
         let session = Session::builder(env)
             .map_err(ort_err)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| ort_err(e.into()))?
             .with_intra_threads(self.intra_threads)
+            .map_err(|e| ort_err(e.into()))?
+            // Each model has its own thread pool; spinning idle pools would starve the stage
+            // that is running (measured: 2 threads slower than 1 with spinning on).
+            .with_intra_op_spinning(false)
             .map_err(|e| ort_err(e.into()))?
             .with_inter_threads(1)
             .map_err(|e| ort_err(e.into()))?
