@@ -106,6 +106,11 @@ impl VectorIndex {
                 got: vectors.len() / ids.len(),
             });
         }
+        if !self.index.is_trained() {
+            // IVF-style indexes learn their partition from the first vectors they get (at a
+            // rebuild: the whole store); too few of them is an error from faiss, passed on.
+            self.index.train(vectors).map_err(faiss_err)?;
+        }
         let ids: Vec<Idx> = ids.iter().map(|&id| Idx::new(id as u64)).collect();
         self.index.add_with_ids(vectors, &ids).map_err(faiss_err)
     }
@@ -263,6 +268,23 @@ mod tests {
             .map(|h| h.0)
             .collect();
         assert!(!ids.contains(&1) && ids.len() == 2, "{ids:?}");
+    }
+
+    #[test]
+    fn ivf_index_trains_on_its_first_vectors() {
+        let vectors: Vec<f32> = (0..200)
+            .flat_map(|i| unit(&[(i as f32).cos(), (i as f32).sin()]))
+            .collect();
+        let ids: Vec<i64> = (0..200).collect();
+        let mut index = VectorIndex::new(2, "IDMap,IVF4,Flat").unwrap();
+        index.add(&ids, &vectors).unwrap();
+        assert_eq!(index.len(), 200);
+        index
+            .set_parameters(&[("nprobe".to_string(), 4.0)].into_iter().collect())
+            .unwrap();
+        assert_eq!(index.search(&vectors[20..22], 1).unwrap()[0].0, 10);
+        index.remove(&[10]).unwrap();
+        assert_eq!(index.len(), 199);
     }
 
     #[test]
