@@ -197,10 +197,6 @@ impl VectorIndex {
             tombstones: HashSet::new(),
         })
     }
-
-    pub fn factory(&self) -> &str {
-        &self.factory
-    }
 }
 
 fn sync_and_rename(tmp: &PathBuf, dest: &Path) -> Result<(), GalleryError> {

@@ -209,10 +209,9 @@ impl Gallery {
             factory: self.settings.index_factory.clone(),
             count: inner.owners.len() as u64,
         };
-        if inner.index.factory() == self.settings.index_factory && inner.index.len() == meta.count {
-            inner.index.save(&self.settings.data_dir, &meta)?;
-        }
-        Ok(())
+        // An HNSW index with hidden removals is saved with them; its vector count then differs
+        // from `meta.count`, so the next open rebuilds it clean.
+        inner.index.save(&self.settings.data_dir, &meta)
     }
 
     pub fn identify(&self, embedding: &[f32]) -> Result<Decision, GalleryError> {
@@ -260,10 +259,10 @@ impl Gallery {
         force: bool,
     ) -> Result<Enrolled, GalleryError> {
         let mut inner = self.lock();
-        let existing = inner.store.portraits_of(customer_id)?;
         if inner.store.customer(customer_id)?.is_none() {
             return Err(GalleryError::UnknownCustomer(customer_id));
         }
+        let existing = inner.store.portraits_of(customer_id)?;
         let portraits = self.admissible(&mut inner, Some(customer_id), portraits, force)?;
         let (kept, dropped) = self.cap(portraits, existing);
         let (vectors, new): (Vec<Vec<f32>>, Vec<NewPortrait>) =
