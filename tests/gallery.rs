@@ -212,3 +212,50 @@ fn a_gallery_from_another_model_is_refused() {
     assert!(matches!(err, GalleryError::ModelMismatch { .. }));
     assert!(err.to_string().contains("reembed"), "{err}");
 }
+
+#[test]
+fn hnsw_gallery_never_returns_a_deleted_customer_even_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let hnsw = |g: &mut greeter::gallery::GallerySettings| {
+        g.index_factory = "IDMap,HNSW32".into();
+        g.index_parameters = [("efSearch".to_string(), 64.0)].into_iter().collect();
+    };
+    // Ms Zhou again, framed differently.
+    let probe = portrait_of(
+        &pipeline,
+        &fixtures().join("crops/sample5_face0_landmarks.png"),
+    )
+    .face
+    .embedding;
+    {
+        let (gallery, _) = open_gallery(dir.path(), hnsw);
+        let zhou = gallery
+            .enrol(new_customer(
+                "Ms Zhou",
+                vec![portrait_of(&pipeline, &person_a_crop())],
+            ))
+            .unwrap();
+        gallery
+            .enrol(new_customer(
+                "Other",
+                vec![portrait_of(&pipeline, &demo_photo("sample1.jpg"))],
+            ))
+            .unwrap();
+        assert_eq!(
+            gallery.identify(&probe).unwrap().customer_id(),
+            Some(zhou.customer_id)
+        );
+        gallery.delete_customer(zhou.customer_id).unwrap();
+        assert_eq!(gallery.identify(&probe).unwrap().customer_id(), None);
+        assert_eq!(gallery.portrait_count(), 1);
+        gallery.save_index().unwrap();
+    }
+    let (gallery, report) = open_gallery(dir.path(), hnsw);
+    assert!(
+        report.rebuilt.is_some(),
+        "the saved graph still held the removed vector"
+    );
+    assert_eq!(report.portraits, 1);
+    assert_eq!(gallery.identify(&probe).unwrap().customer_id(), None);
+}
