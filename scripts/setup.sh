@@ -52,7 +52,7 @@ if [ ! -f .cache/face-api/package/.verified ]; then
     say "fetching $package@$version"
     (cd .cache/face-api && npm pack --silent "$package@$version" >/dev/null)
   fi
-  actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  actual=$(python3 -c 'import base64, hashlib, sys; print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tarball")
   if [ "$actual" != "$integrity" ]; then
     rm -f "$tarball"
     say "integrity mismatch for $tarball: got $actual, expected $integrity"
