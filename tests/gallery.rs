@@ -11,6 +11,26 @@ fn person_a_crop() -> std::path::PathBuf {
     fixtures().join("crops/sample5_face0_descriptor.png")
 }
 
+/// Ms Zhou and someone else; Ms Zhou's id.
+fn enrol_zhou_and_other(
+    gallery: &greeter::gallery::Gallery,
+    pipeline: &greeter::vision::Pipeline,
+) -> i64 {
+    let zhou = gallery
+        .enrol(new_customer(
+            "Ms Zhou",
+            vec![portrait_of(pipeline, &person_a_crop())],
+        ))
+        .unwrap();
+    gallery
+        .enrol(new_customer(
+            "Other",
+            vec![portrait_of(pipeline, &demo_photo("sample1.jpg"))],
+        ))
+        .unwrap();
+    zhou.customer_id
+}
+
 fn decisions_for_photo(
     gallery: &greeter::gallery::Gallery,
     pipeline: &greeter::vision::Pipeline,
@@ -163,18 +183,7 @@ fn index_is_rebuilt_when_missing_or_corrupt_and_answers_the_same() {
         .embedding;
     let before = {
         let (gallery, _) = open_gallery(dir.path(), |_| {});
-        gallery
-            .enrol(new_customer(
-                "Ms Zhou",
-                vec![portrait_of(&pipeline, &person_a_crop())],
-            ))
-            .unwrap();
-        gallery
-            .enrol(new_customer(
-                "Other",
-                vec![portrait_of(&pipeline, &demo_photo("sample1.jpg"))],
-            ))
-            .unwrap();
+        enrol_zhou_and_other(&gallery, &pipeline);
         gallery.save_index().unwrap();
         gallery.identify(&probe).unwrap()
     };
@@ -230,23 +239,9 @@ fn hnsw_gallery_never_returns_a_deleted_customer_even_after_reopening() {
     .embedding;
     {
         let (gallery, _) = open_gallery(dir.path(), hnsw);
-        let zhou = gallery
-            .enrol(new_customer(
-                "Ms Zhou",
-                vec![portrait_of(&pipeline, &person_a_crop())],
-            ))
-            .unwrap();
-        gallery
-            .enrol(new_customer(
-                "Other",
-                vec![portrait_of(&pipeline, &demo_photo("sample1.jpg"))],
-            ))
-            .unwrap();
-        assert_eq!(
-            gallery.identify(&probe).unwrap().customer_id(),
-            Some(zhou.customer_id)
-        );
-        gallery.delete_customer(zhou.customer_id).unwrap();
+        let zhou = enrol_zhou_and_other(&gallery, &pipeline);
+        assert_eq!(gallery.identify(&probe).unwrap().customer_id(), Some(zhou));
+        gallery.delete_customer(zhou).unwrap();
         assert_eq!(gallery.identify(&probe).unwrap().customer_id(), None);
         assert_eq!(gallery.portrait_count(), 1);
         gallery.save_index().unwrap();

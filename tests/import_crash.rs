@@ -16,35 +16,28 @@ fn greeter(data: &Path) -> Command {
 }
 
 fn import(data: &Path, photos: &Path) -> serde_json::Value {
-    let out = greeter(data)
-        .args([
-            "--json",
-            "import",
-            photos.to_str().unwrap(),
-            "--consent",
-            "signed",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    ok_json(
+        greeter(data)
+            .args([
+                "--json",
+                "import",
+                photos.to_str().unwrap(),
+                "--consent",
+                "signed",
+            ])
+            .output()
+            .unwrap(),
+    )
 }
 
 fn customers(data: &Path) -> Vec<serde_json::Value> {
-    let out = greeter(data)
-        .args(["--json", "customers", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    serde_json::from_value(ok_json(
+        greeter(data)
+            .args(["--json", "customers", "list"])
+            .output()
+            .unwrap(),
+    ))
+    .unwrap()
 }
 
 fn enrolled_so_far(data: &Path) -> i64 {

@@ -16,15 +16,6 @@ fn greeter(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok_json(out: Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn reembed_recovers_a_gallery_from_another_model() {
     let photos = tempfile::tempdir().unwrap();

@@ -94,31 +94,18 @@ pub fn compare(
 
 /// (person, photo) for every photo of DIR/<person>/, sorted.
 pub fn labelled_photos(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut people: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    people.sort();
-    if people.is_empty() {
-        bail!(
-            "{} has no sub-folders: expected one folder of photos per person",
-            dir.display()
-        );
-    }
     let mut photos = Vec::new();
-    for person_dir in &people {
+    for person_dir in super::sub_folders(dir, "one folder of photos per person")? {
         let person = person_dir
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(person_dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && decode::is_image_name(p))
-            .collect();
-        files.sort();
-        photos.extend(files.into_iter().map(|f| (person.clone(), f)));
+        photos.extend(
+            super::image_files(&person_dir)?
+                .into_iter()
+                .map(|f| (person.clone(), f)),
+        );
     }
     Ok(photos)
 }

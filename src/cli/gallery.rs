@@ -179,18 +179,7 @@ pub fn import(
     out: Output,
 ) -> Result<()> {
     let gallery = open_gallery(settings)?;
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    folders.sort();
-    if folders.is_empty() {
-        bail!(
-            "{} has no sub-folders: expected one folder of portraits per customer",
-            dir.display()
-        );
-    }
+    let folders = super::sub_folders(dir, "one folder of portraits per customer")?;
     let progress = if out.json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -215,11 +204,7 @@ pub fn import(
             summary.already_in += 1;
             continue;
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(folder)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && decode::is_image_name(p))
-            .collect();
-        files.sort();
+        let files = super::image_files(folder)?;
         let mut portraits = Vec::new();
         let mut problems = Vec::new();
         for file in &files {

@@ -163,6 +163,33 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The sub-folders of `dir`, sorted; an error names what each folder should hold when none.
+pub(crate) fn sub_folders(dir: &Path, expected: &str) -> Result<Vec<PathBuf>> {
+    let folders = sorted_entries(dir, |p| p.is_dir())?;
+    if folders.is_empty() {
+        anyhow::bail!("{} has no sub-folders: expected {expected}", dir.display());
+    }
+    Ok(folders)
+}
+
+/// The image files directly inside `dir`, sorted.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    sorted_entries(dir, |p| {
+        p.is_file() && crate::vision::decode::is_image_name(p)
+    })
+}
+
+fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| keep(p))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
 #[derive(Clone, Copy)]
 pub(crate) struct Output {
     pub json: bool,

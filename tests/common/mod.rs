@@ -158,3 +158,13 @@ pub fn make_import_dir(dir: &Path) -> usize {
     }
     count
 }
+
+/// The JSON a successful `greeter --json …` run printed.
+pub fn ok_json(out: std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
