@@ -4,6 +4,9 @@
 //!
 //! cargo bench --bench gallery                      (all sizes: 10k, 100k, 1M)
 //! GALLERY_SIZES=10000,100000 cargo bench --bench gallery
+#[path = "support.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -33,21 +36,14 @@ impl Rng {
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    support::memory_mb("VmRSS")
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    ms(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
-}
+use support::percentile;
 
 /// Near-duplicates of enrolled vectors (a returning customer), so recall@1 is meaningful.
 fn queries(rng: &mut Rng, base: &[f32], n: usize) -> Vec<f32> {

@@ -3,6 +3,9 @@
 //!
 //! cargo bench --bench pipeline            (after scripts/setup.sh)
 //! GREETER_RUNTIME__INTRA_THREADS=1 cargo bench --bench pipeline
+#[path = "support.rs"]
+mod support;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,18 +44,10 @@ fn inputs() -> Vec<Input> {
     inputs
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
+use support::percentile;
 
 fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    support::memory_mb("VmHWM")
 }
 
 fn main() {

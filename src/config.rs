@@ -6,7 +6,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::api::AuthSettings;
+use crate::capture::{CameraSettings, SourceSettings};
 use crate::gallery::{GallerySettings, MatchRules};
+use crate::terminals::TerminalSettings;
 use crate::vision::{AlignmentKind, QualityRules};
 
 /// The shipped `edge-config/greeter.toml`, so the binary runs with no file on disk.
@@ -18,6 +21,25 @@ pub struct Settings {
     pub vision: VisionSettings,
     pub matching: MatchRules,
     pub gallery: GallerySettings,
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub cameras: Vec<CameraSettings>,
+    #[serde(default)]
+    pub terminals: Vec<TerminalSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub inference_workers: usize,
+    pub inference_queue: usize,
+    pub announce_cooldown_s: u64,
+    pub keepalive_s: u64,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -85,6 +107,17 @@ impl Settings {
         settings.runtime.onnxruntime = home.join(&settings.runtime.onnxruntime);
         settings.vision.models_dir = home.join(&settings.vision.models_dir);
         settings.gallery.data_dir = home.join(&settings.gallery.data_dir);
+        for path in [&mut settings.server.tls_cert, &mut settings.server.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *path = home.join(&*path);
+        }
+        for camera in &mut settings.cameras {
+            if let SourceSettings::Replay { path, .. } = &mut camera.source {
+                *path = home.join(&*path);
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -129,6 +162,51 @@ impl Settings {
                 "vision.max_image_pixels must be positive".into(),
             ));
         }
+        self.validate_service()
+    }
+
+    fn validate_service(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::OutOfRange(m));
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return bad(format!(
+                "server.bind = {:?} is not an address:port",
+                self.server.bind
+            ));
+        }
+        if self.server.inference_workers == 0 || self.server.max_body_bytes == 0 {
+            return bad(
+                "server.inference_workers and server.max_body_bytes must be positive".into(),
+            );
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return bad("TLS needs both server.tls_cert and server.tls_key".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for camera in &self.cameras {
+            if !ids.insert(camera.id.as_str()) {
+                return bad(format!("camera {:?} is configured twice", camera.id));
+            }
+            if let SourceSettings::Replay { fps, .. } = camera.source
+                && fps <= 0.0
+            {
+                return bad(format!(
+                    "camera {:?}: replay fps must be positive",
+                    camera.id
+                ));
+            }
+        }
+        let mut terminals = std::collections::HashSet::new();
+        for terminal in &self.terminals {
+            if !terminals.insert(terminal.id.as_str()) {
+                return bad(format!("terminal {:?} is configured twice", terminal.id));
+            }
+            if let Some(missing) = terminal.cameras.iter().find(|c| !ids.contains(c.as_str())) {
+                return bad(format!(
+                    "terminal {:?} is bound to camera {missing:?}, which is not configured",
+                    terminal.id
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -143,6 +221,15 @@ mod tests {
         settings.validate().unwrap();
         assert_eq!(settings.vision.detector, "ssd_mobilenetv1");
         assert!(settings.vision.max_image_pixels >= 1920 * 1080);
+        assert!(!settings.cameras.is_empty() && !settings.terminals.is_empty());
+    }
+
+    #[test]
+    fn a_terminal_bound_to_an_unknown_camera_is_refused() {
+        let mut settings: Settings = Figment::from(Toml::string(DEFAULTS)).extract().unwrap();
+        settings.terminals[0].cameras.push("roof".into());
+        let err = settings.validate().unwrap_err();
+        assert!(err.to_string().contains("\"roof\""), "{err}");
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! Gallery commands: enrol, identify, import, customers.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use image::RgbImage;
 use serde::Serialize;
 
 use super::{CustomersAction, Output};
@@ -45,31 +43,11 @@ fn portrait(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<Por
         .largest()
         .cloned()
         .with_context(|| format!("no face found in {}", path.display()))?;
-    let crop_jpeg = Some(face_crop_jpeg(&frame, &face.bbox)?);
-    Ok(PortraitInput {
+    Ok(PortraitInput::from_frame(
+        &frame,
         face,
-        source: path.display().to_string(),
-        crop_jpeg,
-    })
-}
-
-/// The face with half its size around it: enough for a detector to find it again when
-/// re-embedding with another model.
-fn face_crop_jpeg(frame: &RgbImage, bbox: &BBox) -> Result<Vec<u8>> {
-    let grown = BBox {
-        x: bbox.x - bbox.width / 2.0,
-        y: bbox.y - bbox.height / 2.0,
-        width: bbox.width * 2.0,
-        height: bbox.height * 2.0,
-    };
-    let region = grown
-        .pixel_region(frame.width(), frame.height())
-        .context("face outside the frame")?;
-    let crop = image::imageops::crop_imm(frame, region.x, region.y, region.width, region.height)
-        .to_image();
-    let mut jpeg = Cursor::new(Vec::new());
-    crop.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
-    Ok(jpeg.into_inner())
+        path.display().to_string(),
+    ))
 }
 
 pub fn enrol(pipeline: &Pipeline, settings: &Settings, e: Enrolment, out: Output) -> Result<()> {

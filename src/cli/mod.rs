@@ -85,6 +85,15 @@ pub enum Command {
         #[command(subcommand)]
         action: CustomersAction,
     },
+    /// Run the store service: HTTP API, cameras, live push to the terminals
+    Serve {
+        /// Address to listen on (overrides server.bind)
+        #[arg(long)]
+        bind: Option<String>,
+        /// Also replay the images in DIR as a camera bound to every terminal (a demo)
+        #[arg(long, value_name = "DIR")]
+        replay: Option<PathBuf>,
+    },
     /// Gallery maintenance
     Gallery {
         #[command(subcommand)]
@@ -157,10 +166,47 @@ pub fn run(cli: Cli) -> Result<()> {
             gallery::import(&models()?, &settings, &dir, &consent, &by, out)
         }
         Command::Customers { action } => gallery::customers(&settings, action, out),
+        Command::Serve { bind, replay } => serve(settings, bind, replay),
         Command::Gallery {
             action: GalleryAction::Reembed,
         } => gallery::reembed(&models()?, &settings, out),
     }
+}
+
+fn serve(mut settings: Settings, bind: Option<String>, replay: Option<PathBuf>) -> Result<()> {
+    if let Some(bind) = bind {
+        settings.server.bind = bind;
+    }
+    if let Some(path) = replay {
+        settings.cameras.push(crate::capture::CameraSettings {
+            id: "replay".into(),
+            source: crate::capture::SourceSettings::Replay {
+                path,
+                fps: 1.0,
+                repeat: true,
+            },
+            sample_fps: 0.0,
+        });
+        for terminal in &mut settings.terminals {
+            terminal.cameras.push("replay".into());
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let app = crate::startup::Application::build(settings).await?;
+        let stop = app.stop_token();
+        let scheme = if app.tls() { "https" } else { "http" };
+        eprintln!(
+            "greeter: serving on {scheme}://0.0.0.0:{} (Ctrl-C stops)",
+            app.port()
+        );
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+        app.run_until_stopped().await?;
+        anyhow::Ok(())
+    })
 }
 
 /// The sub-folders of `dir`, sorted; an error names what each folder should hold when none.
@@ -174,20 +220,14 @@ pub(crate) fn sub_folders(dir: &Path, expected: &str) -> Result<Vec<PathBuf>> {
 
 /// The image files directly inside `dir`, sorted.
 pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    sorted_entries(dir, |p| {
-        p.is_file() && crate::vision::decode::is_image_name(p)
-    })
+    use anyhow::Context;
+    crate::files::image_files(dir).with_context(|| format!("cannot read {}", dir.display()))
 }
 
 fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     use anyhow::Context;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| keep(p))
-        .collect();
-    entries.sort();
-    Ok(entries)
+    crate::files::sorted_entries(dir, keep)
+        .with_context(|| format!("cannot read {}", dir.display()))
 }
 
 #[derive(Clone, Copy)]

@@ -12,10 +12,12 @@ use std::sync::Mutex;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::vision::{FaceObservation, Quality};
+use image::RgbImage;
+
+use crate::vision::{BBox, FaceObservation, Quality};
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};
-pub use store::{Consent, Customer, NewPortrait, Portrait, Store};
+pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store, VisitSummary};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GallerySettings {
@@ -89,6 +91,44 @@ pub struct PortraitInput {
     /// where it came from (camera id, file name)
     pub source: String,
     pub crop_jpeg: Option<Vec<u8>>,
+}
+
+impl PortraitInput {
+    /// A face of `frame` as a portrait, with its crop kept for re-embedding: the face with
+    /// half its size around it, enough for a detector to find it again.
+    pub fn from_frame(frame: &RgbImage, face: FaceObservation, source: String) -> Self {
+        let grown = BBox {
+            x: face.bbox.x - face.bbox.width / 2.0,
+            y: face.bbox.y - face.bbox.height / 2.0,
+            width: face.bbox.width * 2.0,
+            height: face.bbox.height * 2.0,
+        };
+        let crop_jpeg = grown
+            .pixel_region(frame.width(), frame.height())
+            .and_then(|region| {
+                let crop = image::imageops::crop_imm(
+                    frame,
+                    region.x,
+                    region.y,
+                    region.width,
+                    region.height,
+                )
+                .to_image();
+                let mut jpeg = std::io::Cursor::new(Vec::new());
+                match crop.write_to(&mut jpeg, image::ImageFormat::Jpeg) {
+                    Ok(()) => Some(jpeg.into_inner()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %source, "face crop not kept");
+                        None
+                    }
+                }
+            });
+        PortraitInput {
+            face,
+            source,
+            crop_jpeg,
+        }
+    }
 }
 
 pub struct NewCustomer {
@@ -312,6 +352,41 @@ impl Gallery {
 
     pub fn customer_by_ref(&self, external_ref: &str) -> Result<Option<Customer>, GalleryError> {
         self.lock().store.customer_by_ref(external_ref)
+    }
+
+    /// Records a visit of a known customer with what they bought.
+    pub fn record_visit(
+        &self,
+        customer_id: i64,
+        camera: Option<&str>,
+        basket: &[BasketItem],
+    ) -> Result<i64, GalleryError> {
+        let mut inner = self.lock();
+        if inner.store.customer(customer_id)?.is_none() {
+            return Err(GalleryError::UnknownCustomer(customer_id));
+        }
+        inner
+            .store
+            .record_visit(customer_id, Utc::now(), camera, basket)
+    }
+
+    /// The customer and their visits so far, for a card.
+    pub fn customer_with_visits(&self, id: i64) -> Result<(Customer, VisitSummary), GalleryError> {
+        let inner = self.lock();
+        let customer = inner
+            .store
+            .customer(id)?
+            .ok_or(GalleryError::UnknownCustomer(id))?;
+        Ok((customer, inner.store.visit_summary(id)?))
+    }
+
+    /// Portraits in the store (asking the database) and vectors in the index.
+    pub fn counts(&self) -> Result<(u64, u64), GalleryError> {
+        let inner = self.lock();
+        Ok((
+            inner.store.portrait_owners()?.len() as u64,
+            inner.index.len(),
+        ))
     }
 
     pub fn portrait_count(&self) -> u64 {

@@ -87,6 +87,22 @@ pub struct Portrait {
     pub crop_file: Option<String>,
 }
 
+/// How often and when a customer came.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct VisitSummary {
+    pub count: u64,
+    pub last: Option<DateTime<Utc>>,
+}
+
+/// One line of a basket at the till.
+#[derive(Debug, Clone, serde::Deserialize, Serialize, utoipa::ToSchema)]
+pub struct BasketItem {
+    pub sku: String,
+    pub quantity: u32,
+    /// price per unit in the smallest currency unit (cents, fen)
+    pub unit_price_cents: i64,
+}
+
 /// A portrait to store; the embedding's model is the store's.
 pub struct NewPortrait {
     pub embedding: Vec<f32>,
@@ -395,6 +411,48 @@ impl Store {
             })
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Records a visit and what was bought in it, in one transaction; returns the visit id.
+    pub fn record_visit(
+        &mut self,
+        customer_id: i64,
+        at: DateTime<Utc>,
+        camera: Option<&str>,
+        basket: &[BasketItem],
+    ) -> Result<i64, GalleryError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "INSERT INTO visits(customer_id, visited_at, camera) VALUES (?1, ?2, ?3)",
+            params![customer_id, at, camera],
+        )
+        .map_err(sql)?;
+        let visit_id = tx.last_insert_rowid();
+        for item in basket {
+            tx.execute(
+                "INSERT INTO purchases(customer_id, visit_id, sku, quantity, unit_price_cents, purchased_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![customer_id, visit_id, item.sku, item.quantity, item.unit_price_cents, at],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(visit_id)
+    }
+
+    pub fn visit_summary(&self, customer_id: i64) -> Result<VisitSummary, GalleryError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), MAX(visited_at) FROM visits WHERE customer_id = ?1",
+                [customer_id],
+                |r| {
+                    Ok(VisitSummary {
+                        count: r.get::<_, i64>(0)? as u64,
+                        last: r.get(1)?,
+                    })
+                },
+            )
+            .map_err(sql)
     }
 
     /// customer id of each portrait id

@@ -1,0 +1,231 @@
+//! Customers (consented profiles with portraits) and the till's checkout.
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Action, Caller, Role};
+use super::{ApiError, AppState, ErrorBody, Form, is_multipart};
+use crate::crm::Card;
+use crate::gallery::{BasketItem, Customer, Enrolled, Portrait};
+use crate::service::{Checkout, CheckoutReceipt, Enrolment};
+
+fn recorded_by(role: Role) -> String {
+    format!(
+        "api:{}",
+        serde_json::to_value(role)
+            .expect("a role serialises")
+            .as_str()
+            .unwrap_or("?")
+    )
+}
+
+/// Enrols a customer: profile, consent and one or more portraits (the largest face of each).
+#[utoipa::path(post, path = "/v1/customers", tag = "customers",
+    request_body(content_type = "multipart/form-data", description =
+        "fields: name, consent (how it was given), consent_by?, external_ref?, force?; \
+         one or more image files (any field name)"),
+    responses((status = 201, body = EnrolledBody),
+        (status = 400, description = "missing name or consent, no portrait, bad image", body = ErrorBody),
+        (status = 409, description = "the face is an existing customer's", body = ErrorBody),
+        (status = 422, description = "no face, or face quality too low", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    caller: Caller,
+    State(state): State<AppState>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    caller.may(Action::Enrol)?;
+    let form = Form::read(multipart).await?;
+    let enrolment = Enrolment {
+        name: form.required("name")?.to_owned(),
+        consent: form.required("consent")?.to_owned(),
+        consent_by: form
+            .text("consent_by")
+            .map_or_else(|| recorded_by(caller.0), str::to_owned),
+        external_ref: form.text("external_ref").map(str::to_owned),
+        force: form.flag("force")?,
+        photos: form.photos,
+    };
+    let enrolled = state
+        .service
+        .infer(true, move |service| service.enrol(enrolment))
+        .await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// Adds portraits to a customer, keeping their best ones.
+#[utoipa::path(post, path = "/v1/customers/{id}/portraits", tag = "customers",
+    params(("id" = i64, Path)),
+    request_body(content_type = "multipart/form-data", description = "image files; force?"),
+    responses((status = 201, body = EnrolledBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn add_portraits(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    caller.may(Action::Enrol)?;
+    let form = Form::read(multipart).await?;
+    let force = form.flag("force")?;
+    let added = state
+        .service
+        .infer(true, move |service| {
+            service.add_portraits(id, &form.photos, force)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// What the OpenAPI document says an enrolment returns.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EnrolledBody {
+    pub customer_id: i64,
+    pub portrait_ids: Vec<i64>,
+    pub dropped_portraits: Vec<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SearchQuery {
+    /// part of the name (all customers when empty)
+    #[serde(default)]
+    pub query: String,
+}
+
+#[utoipa::path(get, path = "/v1/customers", tag = "customers", params(SearchQuery),
+    responses((status = 200, body = Vec<Object>)), security(("api_key" = [])))]
+pub async fn search(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Vec<Customer>>, ApiError> {
+    caller.may(Action::ReadCustomers)?;
+    let customers = state
+        .service
+        .blocking(move |service| Ok(service.gallery().customers(&query.query)?))
+        .await?;
+    Ok(Json(customers))
+}
+
+#[derive(Serialize)]
+pub struct CustomerView {
+    customer: Customer,
+    portraits: Vec<Portrait>,
+    card: Card,
+}
+
+/// A customer with their portraits and the card the glasses would show.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", params(("id" = i64, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn show(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CustomerView>, ApiError> {
+    caller.may(Action::ReadCustomers)?;
+    let view = state
+        .service
+        .blocking(move |service| {
+            let (customer, portraits) = service.gallery().customer(id)?;
+            Ok(CustomerView {
+                customer,
+                portraits,
+                card: service.card_of(id)?,
+            })
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Erases the customer: profile, portraits, vectors, face crops, visits and purchases.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.may(Action::DeleteCustomer)?;
+    state
+        .service
+        .blocking(move |service| service.delete_customer(id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A checkout without a camera: a known customer and the basket.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CheckoutJson {
+    pub customer_id: i64,
+    pub basket: Vec<BasketItem>,
+    pub camera: Option<String>,
+}
+
+/// Records a sale. JSON: a known customer and the basket. Multipart: the checkout camera's
+/// portrait and/or customer_id, basket (JSON array), camera?, and with consent (how it was
+/// given) an unknown customer is enrolled under `name`, or a known one gets the portrait.
+#[utoipa::path(post, path = "/v1/checkout", tag = "customers",
+    request_body(content = CheckoutJson, description = "or multipart/form-data: portrait file, \
+        customer_id?, basket (JSON), consent?, name?, camera?"),
+    responses((status = 200, body = CheckoutReceipt), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn checkout(
+    caller: Caller,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<CheckoutReceipt>, ApiError> {
+    caller.may(Action::Checkout)?;
+    let recorded_by = recorded_by(caller.0);
+    let checkout = if is_multipart(&request) {
+        let form = Form::read(Multipart::from_request(request, &state).await?).await?;
+        let basket = match form.text("basket") {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| ApiError::BadRequest(format!("form field \"basket\": {e}")))?,
+            None => Vec::new(),
+        };
+        let customer_id = form.parsed("customer_id")?;
+        let (consent, name, camera) = (
+            form.text("consent").map(str::to_owned),
+            form.text("name").map(str::to_owned),
+            form.text("camera").map(str::to_owned),
+        );
+        let mut photos = form.photos.into_iter();
+        let portrait = photos.next();
+        if photos.next().is_some() {
+            return Err(ApiError::BadRequest("a checkout takes one portrait".into()));
+        }
+        Checkout {
+            customer_id,
+            portrait,
+            basket,
+            consent,
+            name,
+            recorded_by,
+            camera,
+        }
+    } else {
+        let Json(body) = Json::<CheckoutJson>::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Checkout {
+            customer_id: Some(body.customer_id),
+            portrait: None,
+            basket: body.basket,
+            consent: None,
+            name: None,
+            recorded_by,
+            camera: body.camera,
+        }
+    };
+    let receipt = state
+        .service
+        .infer(true, move |service| service.checkout(checkout))
+        .await?;
+    Ok(Json(receipt))
+}

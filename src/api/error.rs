@@ -1,0 +1,117 @@
+//! One error type for the HTTP API, mapped to status codes in one exhaustive match: 4xx carry a
+//! message for the caller, 5xx are opaque to the caller and logged with their whole chain.
+
+use axum::Json;
+use axum::extract::multipart::MultipartError;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::auth::{Action, Role};
+use crate::gallery::{GalleryError, Refusal};
+use crate::service::ServiceError;
+use crate::vision::decode::DecodeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or unknown API key (send `Authorization: Bearer <key>`)")]
+    Unauthorized,
+    #[error("a {role:?} key may not {action:?}")]
+    Forbidden { role: Role, action: Action },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no terminal {0:?}")]
+    UnknownTerminal(String),
+    #[error("cannot read the request body")]
+    Body(#[from] BytesRejection),
+    #[error("not a multipart form")]
+    Form(#[from] MultipartRejection),
+    #[error("cannot read the form")]
+    Multipart(#[from] MultipartError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownTerminal(_) => StatusCode::NOT_FOUND,
+            ApiError::Body(rejection) => rejection.status(),
+            ApiError::Form(rejection) => rejection.status(),
+            ApiError::Multipart(e) => e.status(),
+            ApiError::Service(e) => service_status(e),
+        }
+    }
+}
+
+fn service_status(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::Decode {
+            source: DecodeError::TooLarge { .. },
+            ..
+        } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::Decode { .. } | ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ServiceError::NoFace { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::UnknownCamera(_) => StatusCode::NOT_FOUND,
+        ServiceError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Gallery(e) => gallery_status(e),
+        ServiceError::Vision(_) | ServiceError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn gallery_status(error: &GalleryError) -> StatusCode {
+    match error {
+        GalleryError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
+        GalleryError::Refused(refusal) => match refusal {
+            Refusal::EmptyName | Refusal::NoConsent | Refusal::NoPortraits => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::Quality { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Duplicate { .. } => StatusCode::CONFLICT,
+        },
+        GalleryError::Store(_)
+        | GalleryError::Migration(_)
+        | GalleryError::Index(_)
+        | GalleryError::Io { .. }
+        | GalleryError::ModelMismatch { .. }
+        | GalleryError::Dimensions { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %crate::telemetry::chain(&self), "request failed");
+            "internal error (details in the service log)".to_owned()
+        } else {
+            // the caller's to fix: the whole chain helps them (which field, which decoder error)
+            crate::telemetry::chain(&self)
+        };
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,127 @@
+//! Frames in, cards out: recognition on request, frames pushed into cameras, and the live
+//! event stream each terminal subscribes to.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::auth::{Action, Caller};
+use super::{ApiError, AppState, ErrorBody, image_body};
+use crate::capture::{CameraHealth, Offer};
+use crate::service::Recognition;
+
+/// Every face in a frame from a glasses terminal: its box, its quality, and the customer's card
+/// or `unknown` with the reason.
+#[utoipa::path(post, path = "/v1/recognize", tag = "frames",
+    request_body(content = Vec<u8>, content_type = "image/jpeg",
+        description = "a JPEG, PNG or WebP frame, as the raw body or the one file of a multipart form"),
+    responses(
+        (status = 200, body = Recognition),
+        (status = 400, description = "not a decodable image", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, description = "body or image above the limits", body = ErrorBody),
+        (status = 503, description = "overloaded: retry after the Retry-After seconds", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn recognize(
+    caller: Caller,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Recognition>, ApiError> {
+    caller.may(Action::Recognize)?;
+    let image = image_body(request, &state).await?;
+    let started = std::time::Instant::now();
+    let recognition = state
+        .service
+        .infer(true, move |service| service.recognize_bytes(&image))
+        .await?;
+    metrics::histogram!("greeter_recognize_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Json(recognition))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Pushed {
+    /// "queued", "replaced" (an older frame not yet analysed was dropped) or "skipped" (above
+    /// the camera's sample rate)
+    pub frame: &'static str,
+}
+
+/// A frame for a push camera; cards for the faces in it go to the terminals bound to the camera.
+#[utoipa::path(post, path = "/v1/cameras/{id}/frames", tag = "frames",
+    params(("id" = String, Path, description = "a camera with source = \"push\"")),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses((status = 202, body = Pushed), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn push(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(camera): Path<String>,
+    request: Request,
+) -> Result<(StatusCode, Json<Pushed>), ApiError> {
+    caller.may(Action::PushFrames)?;
+    let image = image_body(request, &state).await?;
+    let frame = match state.service.push_frame(&camera, image)? {
+        Offer::Queued => "queued",
+        Offer::Replaced => "replaced",
+        Offer::Skipped => "skipped",
+    };
+    Ok((StatusCode::ACCEPTED, Json(Pushed { frame })))
+}
+
+/// Every camera: its source, state, last error and frame counts.
+#[utoipa::path(get, path = "/v1/cameras", tag = "frames",
+    responses((status = 200, body = Vec<CameraHealth>)), security(("api_key" = [])))]
+pub async fn cameras(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<CameraHealth>>, ApiError> {
+    caller.may(Action::ReadCameras)?;
+    Ok(Json(state.service.camera_health()))
+}
+
+/// Server-Sent Events for one terminal: `ready` once subscribed, then a `card` event (an
+/// `Announcement`) whenever a camera bound to the terminal recognises a customer it has not
+/// been told about within the cool-down.
+#[utoipa::path(get, path = "/v1/terminals/{id}/events", tag = "frames",
+    params(("id" = String, Path, description = "a configured terminal")),
+    responses((status = 200, content_type = "text/event-stream", body = crate::terminals::Announcement),
+        (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn events(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(terminal): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.may(Action::Subscribe)?;
+    let receiver = state
+        .service
+        .terminals()
+        .subscribe(&terminal)
+        .ok_or_else(|| ApiError::UnknownTerminal(terminal.clone()))?;
+    let ready = Event::default().event("ready").data(terminal.clone());
+    let cards = BroadcastStream::new(receiver).map(move |message| {
+        Ok(match message {
+            Ok(announcement) => Event::default()
+                .event("card")
+                .json_data(&*announcement)
+                .expect("an announcement serialises"),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::warn!(%terminal, missed, "slow terminal missed cards");
+                Event::default().comment(format!("missed {missed} cards"))
+            }
+        })
+    });
+    let keepalive = Duration::from_secs(state.service.settings.server.keepalive_s.max(1));
+    Ok(
+        Sse::new(futures_util::stream::once(async { Ok(ready) }).chain(cards))
+            .keep_alive(KeepAlive::new().interval(keepalive)),
+    )
+}

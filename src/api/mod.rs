@@ -1,0 +1,142 @@
+//! The HTTP API (axum): the only module that knows HTTP. Handlers parse the request, check the
+//! caller's role, and hand the work to `Service`.
+
+mod auth;
+mod customers;
+mod error;
+mod frames;
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request};
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Action, AuthSettings, Keys, KeysError, Role};
+pub use error::{ApiError, ErrorBody};
+
+use crate::service::{Photo, Service};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub keys: Arc<Keys>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let server = &state.service.settings.server;
+    let timeout = Duration::from_millis(server.request_timeout_ms);
+    let body_limit = server.max_body_bytes;
+    Router::new()
+        .route("/v1/recognize", post(frames::recognize))
+        .route("/v1/cameras", get(frames::cameras))
+        .route("/v1/cameras/{id}/frames", post(frames::push))
+        .route("/v1/terminals/{id}/events", get(frames::events))
+        .route(
+            "/v1/customers",
+            post(customers::create).get(customers::search),
+        )
+        .route(
+            "/v1/customers/{id}",
+            get(customers::show).delete(customers::delete),
+        )
+        .route(
+            "/v1/customers/{id}/portraits",
+            post(customers::add_portraits),
+        )
+        .route("/v1/checkout", post(customers::checkout))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A multipart form: its text fields and its files (photos).
+#[derive(Default)]
+struct Form {
+    texts: HashMap<String, String>,
+    photos: Vec<Photo>,
+}
+
+impl Form {
+    async fn read(mut multipart: Multipart) -> Result<Form, ApiError> {
+        let mut form = Form::default();
+        while let Some(field) = multipart.next_field().await? {
+            let name = field.name().unwrap_or_default().to_owned();
+            match field.file_name().map(str::to_owned) {
+                Some(file) => {
+                    let origin = if file.is_empty() { name } else { file };
+                    let bytes = field.bytes().await?;
+                    form.photos.push(Photo { origin, bytes });
+                }
+                None => {
+                    let text = field.text().await?;
+                    form.texts.insert(name, text);
+                }
+            }
+        }
+        Ok(form)
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.texts
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.text(name)
+            .ok_or_else(|| ApiError::BadRequest(format!("missing form field {name:?}")))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("form field {name:?}: cannot read {v:?}"))
+                })
+            })
+            .transpose()
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        Ok(self.parsed(name)?.unwrap_or(false))
+    }
+}
+
+fn is_multipart(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// An image sent as the raw body (`image/jpeg`, `image/png`) or as the one file of a form.
+async fn image_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    if !is_multipart(&request) {
+        return Ok(Bytes::from_request(request, state).await?);
+    }
+    let form = Form::read(Multipart::from_request(request, state).await?).await?;
+    let mut photos = form.photos.into_iter();
+    match (photos.next(), photos.next()) {
+        (Some(photo), None) => Ok(photo.bytes),
+        (None, _) => Err(ApiError::BadRequest("the form has no image file".into())),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest("send one image per request".into())),
+    }
+}

@@ -1,0 +1,121 @@
+//! For store IT and the machines watching the service: health, readiness, metrics, API docs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+use super::AppState;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// detector, landmarks and embedder names
+    pub models: Vec<String>,
+    /// portraits in the store
+    pub portraits: Option<u64>,
+    /// vectors in the index (more than portraits while an HNSW index hides removed ones)
+    pub indexed: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Ready to recognise: models loaded (they load before the port opens) and the gallery answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let vision = &state.service.settings.vision;
+    let models = vec![
+        vision.detector.clone(),
+        vision.landmarks.clone(),
+        vision.embedder.clone(),
+    ];
+    let probe = state
+        .service
+        .blocking(|service| Ok(service.gallery().counts()?))
+        .await;
+    let (status, readiness) = match probe {
+        Ok((portraits, indexed)) => (
+            StatusCode::OK,
+            Readiness {
+                ready: true,
+                models,
+                portraits: Some(portraits),
+                indexed: Some(indexed),
+                error: None,
+            },
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Readiness {
+                ready: false,
+                models,
+                portraits: None,
+                indexed: None,
+                error: Some(crate::telemetry::chain(&e)),
+            },
+        ),
+    };
+    (status, Json(readiness))
+}
+
+/// Prometheus text format: per-stage latency histograms, frames in/dropped/skipped per camera,
+/// queue depths, faces known/unknown, announcements, overload refusals.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, body = String)))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics().render(),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "greeter", description = "Edge face recognition for stores"),
+    paths(
+        super::frames::recognize,
+        super::frames::push,
+        super::frames::cameras,
+        super::frames::events,
+        super::customers::create,
+        super::customers::add_portraits,
+        super::customers::search,
+        super::customers::show,
+        super::customers::delete,
+        super::customers::checkout,
+        healthz,
+        readyz,
+        metrics,
+        openapi,
+    ),
+    modifiers(&BearerKeys)
+)]
+struct ApiDoc;
+
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, body = Object)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,118 @@
+//! Builds the whole service — models, gallery, API keys, cameras, HTTP server — on a bound
+//! port. `greeter serve` and the integration tests start it through the same code.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, Keys};
+use crate::config::Settings;
+use crate::service::Service;
+
+type ServerFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+pub struct Application {
+    port: u16,
+    tls: bool,
+    service: Arc<Service>,
+    stop: CancellationToken,
+    server: ServerFuture,
+}
+
+impl Application {
+    /// Loads everything and binds `server.bind` (port 0: any free port). Nothing is served until
+    /// `run_until_stopped`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let bind = settings.server.bind.clone();
+        let tls = settings
+            .server
+            .tls_cert
+            .clone()
+            .zip(settings.server.tls_key.clone());
+        let service = tokio::task::spawn_blocking(move || Service::load(settings))
+            .await
+            .context("loading the service panicked")??;
+        let service = Arc::new(service);
+        let keys = Keys::load(&service.settings.auth, &service.settings.gallery.data_dir)?;
+        crate::telemetry::metrics();
+        let app = api::router(AppState {
+            service: service.clone(),
+            keys: Arc::new(keys),
+        });
+        let listener = std::net::TcpListener::bind(&bind)
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = CancellationToken::new();
+        let server: ServerFuture = match &tls {
+            Some((cert, key)) => {
+                // one process-wide crypto provider; a second install (tests) is harmless
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load TLS certificate {} / key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                let handle = axum_server::Handle::new();
+                tokio::spawn({
+                    let (handle, stop) = (handle.clone(), stop.clone());
+                    async move {
+                        stop.cancelled().await;
+                        handle.graceful_shutdown(Some(Duration::from_secs(5)));
+                    }
+                });
+                let server = axum_server::from_tcp_rustls(listener, config)?
+                    .handle(handle)
+                    .serve(app.into_make_service());
+                Box::pin(server)
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let server = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future();
+                Box::pin(server)
+            }
+        };
+        service.start_cameras(&stop);
+        tracing::info!(port, tls = tls.is_some(), "greeter listening");
+        Ok(Application {
+            port,
+            tls: tls.is_some(),
+            service,
+            stop,
+            server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Cancelling it stops the cameras and shuts the server down gracefully.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.stop.cancel();
+        result
+    }
+}

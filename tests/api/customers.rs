@@ -1,0 +1,116 @@
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn enrol_recognise_checkout_delete() {
+    let app = spawn_app(|_| {}).await;
+    assert_eq!(
+        app.names_in(demo("sample5.jpg")).await.0,
+        Vec::<String>::new()
+    );
+
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let response = app.recognize(demo("sample5.jpg"), TERMINAL_KEY).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let faces = body["faces"].as_array().unwrap();
+    assert!(faces.len() >= 3, "{body}");
+    let known: Vec<&Value> = faces.iter().filter(|f| f["status"] == "known").collect();
+    assert_eq!(known.len(), 1, "exactly one face is Zhou Min: {body}");
+    let card = &known[0]["card"];
+    assert_eq!(card["customer_id"], id);
+    assert_eq!(card["name"], "Zhou Min");
+    assert_eq!(card["visits"], 0);
+    assert!(card["last_visit"].is_null());
+    assert!(card["score"].as_f64().unwrap() >= 0.93);
+    assert!(known[0]["box"]["width"].as_f64().unwrap() > 20.0);
+    for stranger in faces.iter().filter(|f| f["status"] == "unknown") {
+        assert!(!stranger["reason"].as_str().unwrap().is_empty());
+        assert!(stranger.get("card").is_none());
+    }
+
+    // a sale at the till: the visit shows on the next card
+    let response = app
+        .checkout_json(
+            json!({"customer_id": id, "basket": [{"sku": "DR-0042", "quantity": 1, "unit_price_cents": 59900}]}),
+            POS_KEY,
+        )
+        .await;
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!(receipt["recorded"], true, "{receipt}");
+    assert_eq!(receipt["card"]["visits"], 1);
+    let shown: Value = app
+        .get(&format!("/v1/customers/{id}"), POS_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["card"]["visits"], 1);
+    assert_eq!(shown["card"]["days_since_last_visit"], 0);
+    assert_eq!(shown["customer"]["display_name"], "Zhou Min");
+    assert_eq!(shown["portraits"].as_array().unwrap().len(), 1);
+    let listed: Value = app
+        .get("/v1/customers?query=Zhou", POS_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let response = app.delete(&format!("/v1/customers/{id}"), ADMIN_KEY).await;
+    assert_eq!(response.status(), 204);
+    let (names, unknown) = app.names_in(demo("sample5.jpg")).await;
+    assert!(names.is_empty() && unknown >= 3, "{names:?}");
+    assert_eq!(
+        app.get(&format!("/v1/customers/{id}"), POS_KEY)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        std::fs::read_dir(app.data.path().join("crops"))
+            .unwrap()
+            .count(),
+        0,
+        "the face crop went with the customer"
+    );
+}
+
+#[tokio::test]
+async fn checkout_enrols_a_consenting_stranger_and_adds_portraits_to_a_known_one() {
+    let app = spawn_app(|_| {}).await;
+    let basket = r#"[{"sku": "TS-7", "quantity": 2, "unit_price_cents": 9900}]"#;
+
+    // no consent: nothing recorded, nobody enrolled
+    let form = reqwest::multipart::Form::new()
+        .text("basket", basket)
+        .part("portrait", image_part(zhou_portrait(), "till.png"));
+    let receipt: Value = app.checkout_form(form).await.json().await.unwrap();
+    assert_eq!(receipt["recorded"], false, "{receipt}");
+    assert_eq!(app.names_in(demo("sample5.jpg")).await.0.len(), 0);
+
+    let form = reqwest::multipart::Form::new()
+        .text("basket", basket)
+        .text("consent", "ticked the box on the till screen")
+        .text("name", "Zhou Min")
+        .part("portrait", image_part(zhou_portrait(), "till.png"));
+    let receipt: Value = app.checkout_form(form).await.json().await.unwrap();
+    assert_eq!(
+        (receipt["recorded"].clone(), receipt["enrolled"].clone()),
+        (json!(true), json!(true)),
+        "{receipt}"
+    );
+    let id = receipt["customer_id"].as_i64().unwrap();
+    assert_eq!(app.names_in(demo("sample5.jpg")).await.0, vec!["Zhou Min"]);
+
+    // next visit: found by face, portrait added with consent
+    let form = reqwest::multipart::Form::new()
+        .text("basket", basket)
+        .text("consent", "ticked the box on the till screen")
+        .part("portrait", image_part(zhou_second_portrait(), "till.png"));
+    let receipt: Value = app.checkout_form(form).await.json().await.unwrap();
+    assert_eq!(receipt["customer_id"], id, "{receipt}");
+    assert_eq!(receipt["portrait"], "added");
+    assert_eq!(receipt["card"]["visits"], 2);
+}

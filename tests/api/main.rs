@@ -1,0 +1,11 @@
+//! The HTTP service end to end: the real server on a random port, real models, SQLite, faiss.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod bad_input;
+mod customers;
+mod helpers;
+mod ops;
+mod push;

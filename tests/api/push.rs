@@ -1,0 +1,194 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use greeter::capture::{CameraSettings, SourceSettings};
+use greeter::terminals::TerminalSettings;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn names(cards: &[Value]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for card in cards {
+        *seen
+            .entry(card["card"]["name"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_pushed_frame_reaches_the_bound_terminal_once_per_visit() {
+    let app = spawn_app(|_| {}).await;
+    app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let mut events = app.subscribe("glasses-1").await;
+    for _ in 0..3 {
+        let response = app
+            .push_frame("entrance", demo("sample5.jpg"), CAMERA_KEY)
+            .await;
+        assert_eq!(response.status(), 202);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let cards = events.cards_within(Duration::from_secs(4)).await;
+    assert_eq!(
+        names(&cards),
+        HashMap::from([("Zhou Min".to_owned(), 1)]),
+        "{cards:?}"
+    );
+    let card = &cards[0];
+    assert_eq!(
+        (card["terminal"].as_str(), card["camera"].as_str()),
+        (Some("glasses-1"), Some("entrance"))
+    );
+    assert!(card["box"]["width"].as_f64().unwrap() > 0.0);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("greeter_frame_to_push_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_camera_announces_each_customer_exactly_once() {
+    let frames = tempfile::tempdir().unwrap();
+    // Zhou Min, someone else, then Zhou Min again and again
+    for (i, photo) in ["sample5.jpg", "sample1.jpg", "sample5.jpg", "sample5.jpg"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(frames.path().join(format!("{i}.jpg")), demo(photo)).unwrap();
+    }
+    let dir = frames.path().to_owned();
+    let app = spawn_app(move |s| {
+        s.cameras.push(CameraSettings {
+            id: "door".into(),
+            source: SourceSettings::Replay {
+                path: dir,
+                fps: 4.0,
+                repeat: true,
+            },
+            sample_fps: 0.0,
+        });
+        s.terminals = vec![TerminalSettings {
+            id: "glasses-1".into(),
+            cameras: vec!["door".into()],
+        }];
+    })
+    .await;
+    let mut events = app.subscribe("glasses-1").await;
+    app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    app.enrol_ok("Sam Lee", demo("sample1.jpg")).await;
+    // several passes over the folder
+    let cards = events.cards_within(Duration::from_secs(8)).await;
+    assert_eq!(
+        names(&cards),
+        HashMap::from([("Zhou Min".to_owned(), 1), ("Sam Lee".to_owned(), 1)]),
+        "{cards:?}"
+    );
+    let cameras: Value = app
+        .get("/v1/cameras", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let door = cameras
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "door")
+        .unwrap();
+    assert_eq!(door["state"], "streaming");
+    assert!(door["frames_in"].as_u64().unwrap() >= 8, "{door}");
+}
+
+/// An IP camera: `multipart/x-mixed-replace` JPEG parts, one every 200 ms, forever.
+async fn serve_mjpeg(jpeg: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}/video", listener.local_addr().unwrap());
+    let handler = move || {
+        let jpeg = jpeg.clone();
+        async move {
+            let parts = futures_util::stream::unfold(jpeg, |jpeg| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut part = format!(
+                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                )
+                .into_bytes();
+                part.extend_from_slice(&jpeg);
+                part.extend_from_slice(b"\r\n");
+                Some((Ok::<_, std::io::Error>(part), jpeg))
+            });
+            axum::response::Response::builder()
+                .header("content-type", "multipart/x-mixed-replace; boundary=frame")
+                .body(Body::from_stream(parts))
+                .unwrap()
+        }
+    };
+    let router = axum::Router::new().route("/video", axum::routing::get(handler));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    address
+}
+
+#[tokio::test]
+async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_service() {
+    let url = serve_mjpeg(demo("sample5.jpg")).await;
+    // a port nobody listens on
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/video", listener.local_addr().unwrap())
+    };
+    let app = spawn_app(move |s| {
+        s.cameras = vec![
+            CameraSettings {
+                id: "ipcam".into(),
+                source: SourceSettings::Mjpeg { url },
+                sample_fps: 0.0,
+            },
+            CameraSettings {
+                id: "dead".into(),
+                source: SourceSettings::Mjpeg { url: dead },
+                sample_fps: 0.0,
+            },
+        ];
+        s.terminals = vec![TerminalSettings {
+            id: "glasses-1".into(),
+            cameras: vec!["ipcam".into(), "dead".into()],
+        }];
+    })
+    .await;
+    let mut events = app.subscribe("glasses-1").await;
+    app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let cards = events.cards_within(Duration::from_secs(6)).await;
+    assert_eq!(
+        names(&cards),
+        HashMap::from([("Zhou Min".to_owned(), 1)]),
+        "{cards:?}"
+    );
+    assert_eq!(cards[0]["camera"], "ipcam");
+
+    let cameras: Value = app
+        .get("/v1/cameras", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let state = |id: &str| {
+        cameras
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("ipcam")["state"], "streaming");
+    assert_eq!(state("dead")["state"], "retrying", "{cameras}");
+    assert!(
+        state("dead")["error"].as_str().unwrap().contains("connect"),
+        "{cameras}"
+    );
+    // the rest of the service works
+    assert_eq!(app.names_in(demo("sample5.jpg")).await.0, vec!["Zhou Min"]);
+}
