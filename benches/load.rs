@@ -195,8 +195,11 @@ fn main() {
         admin: vec![KEY.into()],
         ..Default::default()
     };
-    // every pushed frame gets its own card
+    // every pushed frame is analysed and gets its own card
     settings.server.announce_cooldown_s = 0;
+    for camera in &mut settings.cameras {
+        camera.sample_fps = 0.0;
+    }
     let (workers, queue) = (
         settings.server.inference_workers,
         settings.server.inference_queue,

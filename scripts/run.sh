@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The run command: set-up (idempotent), a release build, then greeter with the given arguments
-# (default: find and describe the faces in the face-api demo photos).
+# The run command: set-up (idempotent), a release build, then `greeter serve` on the embedded
+# defaults (port 8080, data in data/, API keys generated into data/api-keys.toml), or greeter
+# with the given arguments.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh
 cargo build --release --locked --quiet
 if [ $# -eq 0 ]; then
-  set -- detect .cache/face-api/package/demo/sample*.jpg
+  set -- serve
 fi
 exec target/release/greeter "$@"

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::AuthSettings;
 use crate::capture::{CameraSettings, SourceSettings};
+use crate::crm::CrmSettings;
 use crate::gallery::{GallerySettings, MatchRules};
 use crate::terminals::TerminalSettings;
 use crate::vision::{AlignmentKind, QualityRules};
@@ -23,6 +24,7 @@ pub struct Settings {
     pub gallery: GallerySettings,
     pub server: ServerSettings,
     pub auth: AuthSettings,
+    pub crm: CrmSettings,
     #[serde(default)]
     pub cameras: Vec<CameraSettings>,
     #[serde(default)]
@@ -167,6 +169,15 @@ impl Settings {
 
     fn validate_service(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::OutOfRange(m));
+        if !(0.0..=1.0).contains(&self.crm.segments.vip_spend_quantile) {
+            return bad("crm.segments.vip_spend_quantile must be within 0..=1".into());
+        }
+        if !self.crm.greetings.contains_key(&self.crm.language) {
+            return bad(format!(
+                "crm.language = {:?} has no [crm.greetings.{}] templates",
+                self.crm.language, self.crm.language
+            ));
+        }
         if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
             return bad(format!(
                 "server.bind = {:?} is not an address:port",

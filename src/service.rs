@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{self, CameraHealth, FrameSlot, Pixels};
 use crate::config::Settings;
-use crate::crm::Card;
+use crate::crm::{Card, Crm, CrmError};
 use crate::gallery::{
     BasketItem, Decision, Enrolled, Gallery, GalleryError, NewCustomer, PortraitInput, Refusal,
 };
@@ -44,6 +44,8 @@ pub enum ServiceError {
     Vision(#[from] VisionError),
     #[error("gallery error")]
     Gallery(#[from] GalleryError),
+    #[error("CRM error")]
+    Crm(#[from] CrmError),
     #[error("a worker thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
 }
@@ -90,6 +92,10 @@ pub struct Recognition {
 
 pub struct Enrolment {
     pub name: String,
+    /// what is known for suggestions: "female"/"male", year of birth, body type
+    pub gender: Option<String>,
+    pub birth_year: Option<i32>,
+    pub body_type: Option<String>,
     pub consent: String,
     pub consent_by: String,
     pub external_ref: Option<String>,
@@ -125,6 +131,7 @@ pub struct Service {
     pub settings: Settings,
     pipeline: Pipeline,
     gallery: Gallery,
+    crm: Crm,
     terminals: Terminals,
     cameras: BTreeMap<String, Arc<FrameSlot>>,
     workers: Arc<Semaphore>,
@@ -143,6 +150,7 @@ impl Service {
             dimensions,
         )?;
         tracing::info!(portraits = report.portraits, rebuilt = ?report.rebuilt, "gallery open");
+        let crm = Crm::open(&settings.gallery.data_dir, settings.crm.clone())?;
         let server = &settings.server;
         let cameras = settings
             .cameras
@@ -161,12 +169,17 @@ impl Service {
             cameras,
             pipeline,
             gallery,
+            crm,
             settings,
         })
     }
 
     pub fn gallery(&self) -> &Gallery {
         &self.gallery
+    }
+
+    pub fn crm(&self) -> &Crm {
+        &self.crm
     }
 
     pub fn terminals(&self) -> &Terminals {
@@ -177,8 +190,24 @@ impl Service {
         self.cameras.values().map(|c| c.health()).collect()
     }
 
-    /// Starts every camera's source and its recognition loop.
-    pub fn start_cameras(self: &Arc<Self>, stop: &CancellationToken) {
+    /// Starts every camera's source and its recognition loop, and the periodic refresh of the
+    /// store statistics behind segments and best-sellers.
+    pub fn start(self: &Arc<Self>, stop: &CancellationToken) {
+        let service = self.clone();
+        let stop_refresh = stop.child_token();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop_refresh.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(e) = service.blocking(|s| Ok(s.crm.refresh_stats()?)).await {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "store statistics not refreshed");
+                }
+            }
+        });
         for camera in &self.settings.cameras {
             let slot = self.cameras[&camera.id].clone();
             capture::spawn_source(camera, slot.clone(), stop.child_token());
@@ -323,8 +352,7 @@ impl Service {
         score: f32,
         now: chrono::DateTime<Utc>,
     ) -> Result<Card, ServiceError> {
-        let (customer, visits) = self.gallery.customer_with_visits(customer_id)?;
-        Ok(Card::new(&customer, &visits, score, now))
+        Ok(self.crm.card(customer_id, score, now)?)
     }
 
     /// The card of a customer as the glasses would show it (score 1: not from a face).
@@ -364,6 +392,13 @@ impl Service {
         if enrolment.consent.trim().is_empty() {
             return Err(Refusal::NoConsent.into());
         }
+        if let Some(g) = &enrolment.gender
+            && !["female", "male"].contains(&g.as_str())
+        {
+            return Err(ServiceError::Invalid(format!(
+                "gender {g:?} is not female or male (leave it out when unknown)"
+            )));
+        }
         let portraits = self.portraits(&enrolment.photos)?;
         let enrolled = self.gallery.enrol(NewCustomer {
             name: enrolment.name,
@@ -374,6 +409,12 @@ impl Service {
             force: enrolment.force,
         })?;
         self.gallery.save_index()?;
+        self.crm.set_attributes(
+            enrolled.customer_id,
+            enrolment.gender.as_deref(),
+            enrolment.birth_year,
+            enrolment.body_type.as_deref(),
+        )?;
         Ok(enrolled)
     }
 

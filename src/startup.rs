@@ -82,7 +82,7 @@ impl Application {
                 Box::pin(server)
             }
         };
-        service.start_cameras(&stop);
+        service.start(&stop);
         tracing::info!(port, tls = tls.is_some(), "greeter listening");
         Ok(Application {
             port,

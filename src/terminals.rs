@@ -131,6 +131,7 @@ mod tests {
             last_visit: None,
             days_since_last_visit: None,
             visits: 0,
+            segment: "new",
             score: 0.97,
             suggestions: vec![],
             greeting: None,

@@ -77,6 +77,7 @@ pub enum Action {
     DeleteCustomer,
     Checkout,
     ReadCameras,
+    ManageCatalog,
 }
 
 impl Action {
@@ -87,7 +88,7 @@ impl Action {
             Action::Recognize | Action::Subscribe => matches!(role, Terminal | Admin),
             Action::PushFrames => matches!(role, Camera | Terminal | Admin),
             Action::ReadCustomers | Action::Enrol | Action::Checkout => matches!(role, Pos | Admin),
-            Action::DeleteCustomer | Action::ReadCameras => role == Admin,
+            Action::DeleteCustomer | Action::ReadCameras | Action::ManageCatalog => role == Admin,
         }
     }
 }
@@ -265,6 +266,7 @@ mod tests {
             Action::DeleteCustomer,
             Action::Checkout,
             Action::ReadCameras,
+            Action::ManageCatalog,
         ] {
             assert!(action.allowed(Role::Admin), "{action:?}");
         }

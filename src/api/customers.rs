@@ -24,8 +24,8 @@ fn recorded_by(role: Role) -> String {
 /// Enrols a customer: profile, consent and one or more portraits (the largest face of each).
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
     request_body(content_type = "multipart/form-data", description =
-        "fields: name, consent (how it was given), consent_by?, external_ref?, force?; \
-         one or more image files (any field name)"),
+        "fields: name, consent (how it was given), consent_by?, external_ref?, force?, \
+         gender? (female/male), birth_year?, body_type?; one or more image files (any field name)"),
     responses((status = 201, body = EnrolledBody),
         (status = 400, description = "missing name or consent, no portrait, bad image", body = ErrorBody),
         (status = 409, description = "the face is an existing customer's", body = ErrorBody),
@@ -40,6 +40,9 @@ pub async fn create(
     let form = Form::read(multipart).await?;
     let enrolment = Enrolment {
         name: form.required("name")?.to_owned(),
+        gender: form.text("gender").map(str::to_lowercase),
+        birth_year: form.parsed("birth_year")?,
+        body_type: form.text("body_type").map(str::to_lowercase),
         consent: form.required("consent")?.to_owned(),
         consent_by: form
             .text("consent_by")
@@ -228,4 +231,28 @@ pub async fn checkout(
         .infer(true, move |service| service.checkout(checkout))
         .await?;
     Ok(Json(receipt))
+}
+
+/// Imports products from CSV (a header row) or JSON (an array): sku, name, category, price,
+/// arrival_date (YYYY-MM-DD), stock, gender, age_range (25-35), body_types, styles, colours
+/// (lists separated by `;`); other columns are kept. Bad rows are reported, the rest imported.
+#[utoipa::path(post, path = "/v1/catalog", tag = "customers",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = crate::crm::catalog::ImportReport),
+        (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn import_catalog(
+    caller: Caller,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<crate::crm::catalog::ImportReport>, ApiError> {
+    caller.may(Action::ManageCatalog)?;
+    let bytes = bytes::Bytes::from_request(request, &state).await?;
+    let body = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest("the catalogue is not UTF-8 text".into()))?;
+    let report = state
+        .service
+        .blocking(move |service| Ok(service.crm().import_catalog(&body)?))
+        .await?;
+    Ok(Json(report))
 }

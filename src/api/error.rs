@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::auth::{Action, Role};
+use crate::crm::CrmError;
+use crate::crm::catalog::CatalogError;
 use crate::gallery::{GalleryError, Refusal};
 use crate::service::ServiceError;
 use crate::vision::decode::DecodeError;
@@ -65,6 +67,15 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::UnknownCamera(_) => StatusCode::NOT_FOUND,
         ServiceError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Gallery(e) => gallery_status(e),
+        ServiceError::Crm(e) => match e {
+            CrmError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
+            CrmError::Catalog(CatalogError::Csv(_) | CatalogError::Json(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            CrmError::Catalog(CatalogError::Store(_)) | CrmError::Store(_) | CrmError::Open(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        },
         ServiceError::Vision(_) | ServiceError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             post(customers::add_portraits),
         )
         .route("/v1/checkout", post(customers::checkout))
+        .route("/v1/catalog", post(customers::import_catalog))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

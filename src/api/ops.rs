@@ -91,6 +91,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::customers::show,
         super::customers::delete,
         super::customers::checkout,
+        super::customers::import_catalog,
         healthz,
         readyz,
         metrics,

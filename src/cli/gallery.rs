@@ -18,7 +18,7 @@ pub struct Enrolment {
     pub images: Vec<PathBuf>,
 }
 
-fn open_gallery(settings: &Settings) -> Result<Gallery> {
+pub(super) fn open_gallery(settings: &Settings) -> Result<Gallery> {
     let (model_id, dimensions) = embedder_identity(settings)?;
     let (gallery, _report) = Gallery::open(
         settings.gallery.clone(),

@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing, dispatch, and the human/JSON output helpers.
 
+mod crm;
 mod faces;
 mod gallery;
 
@@ -94,11 +95,52 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
     },
+    /// The product catalogue
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+    /// A demo store: catalogue, customers with histories, the demo photos' faces enrolled
+    Demo {
+        #[command(subcommand)]
+        action: DemoAction,
+    },
+    /// Offline quality of the suggestions: hold out each customer's last purchase, hit-rate@5/10
+    /// against popularity and random
+    Suggestions {
+        #[command(subcommand)]
+        action: SuggestionsAction,
+    },
     /// Gallery maintenance
     Gallery {
         #[command(subcommand)]
         action: GalleryAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogAction {
+    /// Import products from CSV (header row) or JSON (array); bad rows are reported by line
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoAction {
+    /// Create the demo store in an empty data dir (reproducible from the seed)
+    Seed {
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 300)]
+        customers: usize,
+        #[arg(long, default_value_t = 300)]
+        items: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuggestionsAction {
+    /// Hit-rate@5 and @10 of the held-out last purchase
+    Eval,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +209,29 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Customers { action } => gallery::customers(&settings, action, out),
         Command::Serve { bind, replay } => serve(settings, bind, replay),
+        Command::Catalog {
+            action: CatalogAction::Import { file },
+        } => crm::import_catalog(&settings, &file, out),
+        Command::Demo {
+            action:
+                DemoAction::Seed {
+                    seed,
+                    customers,
+                    items,
+                },
+        } => crm::seed_demo(
+            &models()?,
+            &settings,
+            crm::DemoOptions {
+                seed,
+                customers,
+                items,
+            },
+            out,
+        ),
+        Command::Suggestions {
+            action: SuggestionsAction::Eval,
+        } => crm::evaluate(&settings, out),
         Command::Gallery {
             action: GalleryAction::Reembed,
         } => gallery::reembed(&models()?, &settings, out),

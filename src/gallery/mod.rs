@@ -17,7 +17,7 @@ use image::RgbImage;
 use crate::vision::{BBox, FaceObservation, Quality};
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};
-pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store, VisitSummary};
+pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GallerySettings {
@@ -262,27 +262,16 @@ impl Gallery {
 
     /// Enrols a new customer with consent and at least one good portrait, atomically.
     pub fn enrol(&self, customer: NewCustomer) -> Result<Enrolled, GalleryError> {
-        let name = customer.name.trim();
-        if name.is_empty() {
-            return Err(Refusal::EmptyName.into());
-        }
-        if customer.consent_how.trim().is_empty() {
-            return Err(Refusal::NoConsent.into());
-        }
+        let (name, consent) = named_with_consent(&customer)?;
         let mut inner = self.lock();
         let portraits = self.admissible(&mut inner, None, customer.portraits, customer.force)?;
         let (kept, dropped) = self.cap(portraits, Vec::new());
-        let consent = Consent {
-            how: customer.consent_how.trim().to_owned(),
-            by: customer.consent_by,
-            at: Utc::now(),
-        };
         let (vectors, new): (Vec<Vec<f32>>, Vec<NewPortrait>) =
             kept.into_iter().map(|p| (p.embedding.clone(), p)).unzip();
         let (customer_id, ids) =
             inner
                 .store
-                .create_customer(name, customer.external_ref.as_deref(), &consent, new)?;
+                .create_customer(&name, customer.external_ref.as_deref(), &consent, new)?;
         Self::index_added(&mut inner, customer_id, &ids, &vectors)?;
         Ok(Enrolled {
             customer_id,
@@ -368,16 +357,6 @@ impl Gallery {
         inner
             .store
             .record_visit(customer_id, Utc::now(), camera, basket)
-    }
-
-    /// The customer and their visits so far, for a card.
-    pub fn customer_with_visits(&self, id: i64) -> Result<(Customer, VisitSummary), GalleryError> {
-        let inner = self.lock();
-        let customer = inner
-            .store
-            .customer(id)?
-            .ok_or(GalleryError::UnknownCustomer(id))?;
-        Ok((customer, inner.store.visit_summary(id)?))
     }
 
     /// Portraits in the store (asking the database) and vectors in the index.
@@ -494,6 +473,25 @@ impl Gallery {
         inner.owners.extend(ids.iter().map(|&id| (id, customer_id)));
         Ok(())
     }
+}
+
+/// A new customer's trimmed name and consent, or why they cannot be enrolled.
+fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refusal> {
+    let name = customer.name.trim();
+    if name.is_empty() {
+        return Err(Refusal::EmptyName);
+    }
+    if customer.consent_how.trim().is_empty() {
+        return Err(Refusal::NoConsent);
+    }
+    Ok((
+        name.to_owned(),
+        Consent {
+            how: customer.consent_how.trim().to_owned(),
+            by: customer.consent_by.clone(),
+            at: Utc::now(),
+        },
+    ))
 }
 
 fn ranked(inner: &mut Inner, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::GalleryError;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
      CREATE TABLE customers (
         id INTEGER PRIMARY KEY,
         display_name TEXT NOT NULL,
@@ -51,7 +52,31 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         purchased_at TEXT NOT NULL
      );
      CREATE INDEX purchases_by_customer ON purchases(customer_id, purchased_at);",
-)];
+    ),
+    // The CRM: the catalogue with the designers' keywords, and what is known about a customer
+    // to suggest for them.
+    M::up(
+        "CREATE TABLE products (
+        sku TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        category TEXT NOT NULL,
+        price_cents INTEGER NOT NULL,
+        arrived_on TEXT NOT NULL,
+        stock INTEGER NOT NULL,
+        gender TEXT,
+        age_min INTEGER,
+        age_max INTEGER,
+        body_types TEXT NOT NULL,
+        styles TEXT NOT NULL,
+        colours TEXT NOT NULL,
+        extra TEXT NOT NULL
+     );
+     ALTER TABLE customers ADD COLUMN gender TEXT;
+     ALTER TABLE customers ADD COLUMN birth_year INTEGER;
+     ALTER TABLE customers ADD COLUMN body_type TEXT;
+     CREATE INDEX purchases_by_sku ON purchases(sku);",
+    ),
+];
 
 const CHANGE_COUNTER: &str = "change_counter";
 const MODEL_ID: &str = "model_id";
@@ -85,13 +110,6 @@ pub struct Portrait {
     pub source: String,
     pub captured_at: DateTime<Utc>,
     pub crop_file: Option<String>,
-}
-
-/// How often and when a customer came.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct VisitSummary {
-    pub count: u64,
-    pub last: Option<DateTime<Utc>>,
 }
 
 /// One line of a basket at the till.
@@ -145,16 +163,7 @@ impl Store {
             path: data_dir.to_owned(),
             source,
         })?;
-        let mut conn = Connection::open(data_dir.join("greeter.sqlite3")).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        let conn = connect(data_dir)?;
         Ok(Store {
             conn,
             crops_dir: data_dir.join("crops"),
@@ -440,21 +449,6 @@ impl Store {
         Ok(visit_id)
     }
 
-    pub fn visit_summary(&self, customer_id: i64) -> Result<VisitSummary, GalleryError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*), MAX(visited_at) FROM visits WHERE customer_id = ?1",
-                [customer_id],
-                |r| {
-                    Ok(VisitSummary {
-                        count: r.get::<_, i64>(0)? as u64,
-                        last: r.get(1)?,
-                    })
-                },
-            )
-            .map_err(sql)
-    }
-
     /// customer id of each portrait id
     pub fn portrait_owners(&self) -> Result<std::collections::HashMap<i64, i64>, GalleryError> {
         let mut stmt = self
@@ -466,6 +460,22 @@ impl Store {
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
     }
+}
+
+/// A connection to the store's database (created and migrated if new). The gallery and the CRM
+/// each hold one; WAL lets them read while the other writes.
+pub fn connect(data_dir: &Path) -> Result<Connection, GalleryError> {
+    let mut conn = Connection::open(data_dir.join("greeter.sqlite3")).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+    Ok(conn)
 }
 
 fn insert_portraits(

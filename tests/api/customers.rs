@@ -114,3 +114,73 @@ async fn checkout_enrols_a_consenting_stranger_and_adds_portraits_to_a_known_one
     assert_eq!(receipt["portrait"], "added");
     assert_eq!(receipt["card"]["visits"], 2);
 }
+
+#[tokio::test]
+async fn the_card_greets_and_suggests_from_the_catalogue() {
+    let app = spawn_app(|_| {}).await;
+    let catalogue = "sku,name,category,price,arrival_date,stock,gender,styles,colours\n\
+                     DR-1,White simple dress,dress,599,2026-01-10,5,female,simple,white\n\
+                     DR-2,Ivory simple dress,dress,629,2026-02-01,4,female,simple;elegant,white\n\
+                     DR-3,Sold-out simple dress,dress,629,2026-02-01,0,female,simple,white\n\
+                     JE-1,Street jeans,jeans,359,2025-05-01,9,unisex,street,blue\n\
+                     SU-1,Navy suit,suit,1599,2026-02-01,9,male,simple,white\n";
+    let import = |key: &'static str| {
+        app.client
+            .post(app.url("/v1/catalog"))
+            .bearer_auth(key)
+            .header("content-type", "text/csv")
+            .body(catalogue)
+            .send()
+    };
+    assert_eq!(import(TERMINAL_KEY).await.unwrap().status(), 403);
+    let report: Value = import(ADMIN_KEY).await.unwrap().json().await.unwrap();
+    assert_eq!(report["imported"], 5, "{report}");
+
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Zhou Min")
+        .text("consent", "signed at till 3")
+        .text("gender", "female")
+        .text("birth_year", "1992")
+        .part("portrait", image_part(zhou_portrait(), "portrait.png"));
+    let enrolled: Value = app.enrol(form, POS_KEY).await.json().await.unwrap();
+    let id = enrolled["customer_id"].as_i64().unwrap();
+    let receipt: Value = app
+        .checkout_json(
+            json!({"customer_id": id, "basket": [{"sku": "DR-1", "quantity": 1, "unit_price_cents": 59900}]}),
+            POS_KEY,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["recorded"], true);
+
+    let body: Value = app
+        .recognize(demo("sample5.jpg"), TERMINAL_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let card = body["faces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["status"] == "known")
+        .map(|f| f["card"].clone())
+        .unwrap();
+    assert_eq!(card["segment"], "first_return", "{card}");
+    assert_eq!(card["greeting"], "Zhou Min，欢迎再次光临！");
+    let suggested: Vec<&str> = card["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(suggested.first(), Some(&"DR-2"), "{card}");
+    for never in ["DR-1", "DR-3", "SU-1"] {
+        assert!(!suggested.contains(&never), "{never} suggested: {card}");
+    }
+    let reason = card["suggestions"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("White simple dress"), "{reason}");
+    assert!(serde_json::to_vec(&card).unwrap().len() <= 1024);
+}
