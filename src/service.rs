@@ -42,9 +42,9 @@ pub enum ServiceError {
     Overloaded,
     #[error("face analysis failed")]
     Vision(#[from] VisionError),
-    #[error("gallery error")]
+    #[error(transparent)]
     Gallery(#[from] GalleryError),
-    #[error("CRM error")]
+    #[error(transparent)]
     Crm(#[from] CrmError),
     #[error("a worker thread panicked")]
     Panicked(#[source] tokio::task::JoinError),

@@ -69,7 +69,8 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::Gallery(e) => gallery_status(e),
         ServiceError::Crm(e) => match e {
             CrmError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
-            CrmError::Catalog(CatalogError::Csv(_) | CatalogError::Json(_)) => {
+            CrmError::Invalid(_)
+            | CrmError::Catalog(CatalogError::Csv(_) | CatalogError::Json(_)) => {
                 StatusCode::BAD_REQUEST
             }
             CrmError::Catalog(CatalogError::Store(_)) | CrmError::Store(_) | CrmError::Open(_) => {

@@ -19,21 +19,31 @@ fn open_crm(settings: &Settings) -> Result<Crm> {
     })
 }
 
-pub fn import_catalog(settings: &Settings, file: &Path, out: Output) -> Result<()> {
+pub enum Import {
+    Catalog,
+    History,
+}
+
+/// Imports a catalogue or sales history file: what was imported, and each bad row by line.
+pub fn import(settings: &Settings, what: Import, file: &Path, out: Output) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let report = open_crm(settings)?.import_catalog(&text)?;
+    let crm = open_crm(settings)?;
+    let (report, unit) = match what {
+        Import::Catalog => (crm.import_catalog(&text)?, "products"),
+        Import::History => (crm.import_history(&text)?, "sales"),
+    };
     if out.json {
         out.print_json(&report);
         return Ok(());
     }
-    println!("{} products imported", report.imported);
+    println!("{} {unit} imported", report.imported);
     for e in &report.errors {
         println!("  {}: {}", e.at, e.error);
     }
     if !report.errors.is_empty() {
         println!(
-            "{} rows not imported (fix them and import again)",
+            "{} rows not imported (fix them and import them again)",
             report.errors.len()
         );
     }

@@ -100,6 +100,11 @@ pub enum Command {
         #[command(subcommand)]
         action: CatalogAction,
     },
+    /// Past sales from the till: CSV customer,visited_at,sku,quantity,unit_price
+    History {
+        #[command(subcommand)]
+        action: HistoryAction,
+    },
     /// A demo store: catalogue, customers with histories, the demo photos' faces enrolled
     Demo {
         #[command(subcommand)]
@@ -121,6 +126,12 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CatalogAction {
     /// Import products from CSV (header row) or JSON (array); bad rows are reported by line
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Import sales (customer = id or external ref); one visit per customer and time
     Import { file: PathBuf },
 }
 
@@ -211,7 +222,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { bind, replay } => serve(settings, bind, replay),
         Command::Catalog {
             action: CatalogAction::Import { file },
-        } => crm::import_catalog(&settings, &file, out),
+        } => crm::import(&settings, crm::Import::Catalog, &file, out),
+        Command::History {
+            action: HistoryAction::Import { file },
+        } => crm::import(&settings, crm::Import::History, &file, out),
         Command::Demo {
             action:
                 DemoAction::Seed {

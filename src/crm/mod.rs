@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod demo;
 pub mod eval;
+pub mod history;
 pub mod suggest;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,8 @@ pub struct SegmentSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
+    #[error("{0}")]
+    Invalid(String),
     #[error("no customer with id {0}")]
     UnknownCustomer(i64),
     #[error("catalogue")]
