@@ -6,6 +6,7 @@
 //! that `startup` serves.
 
 pub mod api;
+pub mod calibration;
 pub mod capture;
 pub mod cli;
 pub mod config;

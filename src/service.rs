@@ -14,11 +14,13 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::calibration::{self, Calibration, Person};
 use crate::capture::{self, CameraHealth, FrameSlot, Pixels};
 use crate::config::Settings;
 use crate::crm::{Card, Crm, CrmError};
 use crate::gallery::{
-    BasketItem, Decision, Enrolled, Gallery, GalleryError, NewCustomer, PortraitInput, Refusal,
+    BasketItem, Decision, Enrolled, Gallery, GalleryError, MatchRules, NewCustomer, PortraitInput,
+    Refusal,
 };
 use crate::terminals::Terminals;
 use crate::vision::decode::{self, DecodeError};
@@ -436,6 +438,57 @@ impl Service {
         self.gallery.delete_customer(customer_id)?;
         self.gallery.save_index()?;
         Ok(())
+    }
+
+    /// Score distributions and error rates from the enrolled customers with 2+ portraits, for
+    /// this gallery's size and a target wrong-name rate per stranger.
+    pub fn calibration(&self, target_wrong_name: f64) -> Result<Calibration, ServiceError> {
+        if !(target_wrong_name > 0.0 && target_wrong_name < 1.0) {
+            return Err(ServiceError::Invalid(
+                "target must be a rate between 0 and 1, e.g. 0.0001".into(),
+            ));
+        }
+        let people: Vec<Person> = self
+            .gallery
+            .embeddings_by_customer()?
+            .into_iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(c, embeddings)| Person {
+                label: c.display_name,
+                embeddings,
+            })
+            .collect();
+        let customers = people.len();
+        Ok(calibration::calibrate(
+            &people,
+            &self.gallery.rules(),
+            customers,
+            target_wrong_name,
+        ))
+    }
+
+    /// New threshold and margin for every later match, saved and audited.
+    pub fn set_matching(
+        &self,
+        threshold: f32,
+        margin: f32,
+        who: &str,
+    ) -> Result<(MatchRules, MatchRules), ServiceError> {
+        if !(0.0..=1.0).contains(&threshold) || !(0.0..=1.0).contains(&margin) {
+            return Err(ServiceError::Invalid(format!(
+                "threshold ({threshold}) and margin ({margin}) must be within 0..=1"
+            )));
+        }
+        let old = self.gallery.set_rules(threshold, margin, who)?;
+        tracing::info!(
+            who,
+            old.threshold,
+            old.margin,
+            threshold,
+            margin,
+            "matching rules changed"
+        );
+        Ok((old, self.gallery.rules()))
     }
 
     /// Records a sale: finds the customer (by id, or by the checkout camera's portrait), enrols

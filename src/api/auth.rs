@@ -78,6 +78,7 @@ pub enum Action {
     Checkout,
     ReadCameras,
     ManageCatalog,
+    Calibrate,
 }
 
 impl Action {
@@ -88,7 +89,10 @@ impl Action {
             Action::Recognize | Action::Subscribe => matches!(role, Terminal | Admin),
             Action::PushFrames => matches!(role, Camera | Terminal | Admin),
             Action::ReadCustomers | Action::Enrol | Action::Checkout => matches!(role, Pos | Admin),
-            Action::DeleteCustomer | Action::ReadCameras | Action::ManageCatalog => role == Admin,
+            Action::DeleteCustomer
+            | Action::ReadCameras
+            | Action::ManageCatalog
+            | Action::Calibrate => role == Admin,
         }
     }
 }
@@ -167,11 +171,19 @@ impl Keys {
 
     /// The role of a presented key. Every configured key is compared, in constant time.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
+        self.caller(presented).map(|c| c.role)
+    }
+
+    fn caller(&self, presented: &str) -> Option<Caller> {
         let presented = digest(presented);
         let mut found = None;
         for (key, role) in &self.digests {
             if bool::from(key.ct_eq(&presented)) {
-                found = Some(*role);
+                found = Some(Caller {
+                    role: *role,
+                    // names the key in audit entries without revealing it
+                    key_id: hex::encode(&key[..4]),
+                });
             }
         }
         found
@@ -193,18 +205,28 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The authenticated caller: a request without a known key never reaches a handler.
-pub struct Caller(pub Role);
+pub struct Caller {
+    pub role: Role,
+    /// the first bytes of the key's SHA-256, in hex
+    pub key_id: String,
+}
 
 impl Caller {
     pub fn may(&self, action: Action) -> Result<(), ApiError> {
-        if action.allowed(self.0) {
+        if action.allowed(self.role) {
             Ok(())
         } else {
             Err(ApiError::Forbidden {
-                role: self.0,
+                role: self.role,
                 action,
             })
         }
+    }
+
+    /// "admin:3f2a9c1b": who did it, for records and audit entries.
+    pub fn who(&self) -> String {
+        let role = serde_json::to_value(self.role).expect("a role serialises");
+        format!("{}:{}", role.as_str().unwrap_or("?"), self.key_id)
     }
 }
 
@@ -220,8 +242,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         state
             .keys
-            .role_of(presented.trim())
-            .map(Caller)
+            .caller(presented.trim())
             .ok_or(ApiError::Unauthorized)
     }
 }
@@ -267,6 +288,7 @@ mod tests {
             Action::Checkout,
             Action::ReadCameras,
             Action::ManageCatalog,
+            Action::Calibrate,
         ] {
             assert!(action.allowed(Role::Admin), "{action:?}");
         }

@@ -5,21 +5,11 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Action, Caller, Role};
+use super::auth::{Action, Caller};
 use super::{ApiError, AppState, ErrorBody, Form, is_multipart};
 use crate::crm::Card;
 use crate::gallery::{BasketItem, Customer, Enrolled, Portrait};
 use crate::service::{Checkout, CheckoutReceipt, Enrolment};
-
-fn recorded_by(role: Role) -> String {
-    format!(
-        "api:{}",
-        serde_json::to_value(role)
-            .expect("a role serialises")
-            .as_str()
-            .unwrap_or("?")
-    )
-}
 
 /// Enrols a customer: profile, consent and one or more portraits (the largest face of each).
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
@@ -46,7 +36,7 @@ pub async fn create(
         consent: form.required("consent")?.to_owned(),
         consent_by: form
             .text("consent_by")
-            .map_or_else(|| recorded_by(caller.0), str::to_owned),
+            .map_or_else(|| caller.who(), str::to_owned),
         external_ref: form.text("external_ref").map(str::to_owned),
         force: form.flag("force")?,
         photos: form.photos,
@@ -184,7 +174,7 @@ pub async fn checkout(
     request: Request,
 ) -> Result<Json<CheckoutReceipt>, ApiError> {
     caller.may(Action::Checkout)?;
-    let recorded_by = recorded_by(caller.0);
+    let recorded_by = caller.who();
     let checkout = if is_multipart(&request) {
         let form = Form::read(Multipart::from_request(request, &state).await?).await?;
         let basket = match form.text("basket") {

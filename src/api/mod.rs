@@ -6,6 +6,7 @@ mod customers;
 mod error;
 mod frames;
 mod ops;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/checkout", post(customers::checkout))
         .route("/v1/catalog", post(customers::import_catalog))
+        .route("/v1/calibration", get(settings::calibration))
+        .route(
+            "/v1/settings/matching",
+            get(settings::matching).put(settings::set_matching),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing, dispatch, and the human/JSON output helpers.
 
+mod calibrate;
 mod crm;
 mod faces;
 mod gallery;
@@ -94,6 +95,20 @@ pub enum Command {
         /// Also replay the images in DIR as a camera bound to every terminal (a demo)
         #[arg(long, value_name = "DIR")]
         replay: Option<PathBuf>,
+    },
+    /// How strict matching should be: score distributions, FAR/FRR, the wrong-name rate per
+    /// stranger for this gallery, from the enrolled customers and optionally DIR/<person>/<photos>
+    Calibrate {
+        dir: Option<PathBuf>,
+        /// acceptable chance that a stranger is greeted by some customer's name
+        #[arg(long, default_value_t = 1e-4)]
+        target: f64,
+        /// write the histograms and curves as an SVG
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// gallery size to estimate for (default: the enrolled customers)
+        #[arg(long)]
+        customers: Option<usize>,
     },
     /// The product catalogue
     Catalog {
@@ -220,6 +235,21 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Customers { action } => gallery::customers(&settings, action, out),
         Command::Serve { bind, replay } => serve(settings, bind, replay),
+        Command::Calibrate {
+            dir,
+            target,
+            plot,
+            customers,
+        } => calibrate::calibrate(
+            &settings,
+            calibrate::CalibrateArgs {
+                dir,
+                target,
+                plot,
+                customers,
+            },
+            out,
+        ),
         Command::Catalog {
             action: CatalogAction::Import { file },
         } => crm::import(&settings, crm::Import::Catalog, &file, out),

@@ -157,7 +157,11 @@ pub struct OpenReport {
     pub rebuilt: Option<String>,
 }
 
+/// A customer and the embeddings of their portraits.
+pub type CustomerFaces = (Customer, Vec<Vec<f32>>);
+
 struct Inner {
+    rules: MatchRules,
     store: Store,
     index: VectorIndex,
     owners: HashMap<i64, i64>,
@@ -166,7 +170,6 @@ struct Inner {
 pub struct Gallery {
     inner: Mutex<Inner>,
     settings: GallerySettings,
-    pub rules: MatchRules,
     model_id: String,
     dimensions: u32,
 }
@@ -220,14 +223,29 @@ impl Gallery {
             portraits: index.len(),
             rebuilt,
         };
+        // rules set at run time (by store IT) outlive restarts and win over the file
+        let rules = match store.matching_rules()? {
+            Some(saved) => {
+                tracing::info!(
+                    threshold = saved.threshold,
+                    margin = saved.margin,
+                    "matching rules from the data dir"
+                );
+                MatchRules {
+                    top_k: rules.top_k,
+                    ..saved
+                }
+            }
+            None => rules,
+        };
         let gallery = Gallery {
             inner: Mutex::new(Inner {
+                rules,
                 store,
                 index,
                 owners,
             }),
             settings,
-            rules,
             model_id: model_id.to_owned(),
             dimensions,
         };
@@ -256,8 +274,8 @@ impl Gallery {
 
     pub fn identify(&self, embedding: &[f32]) -> Result<Decision, GalleryError> {
         let mut inner = self.lock();
-        let ranked = ranked(&mut inner, embedding, self.rules.top_k)?;
-        Ok(matching::decide(&ranked, &self.rules))
+        let ranked = ranked(&mut inner, embedding)?;
+        Ok(matching::decide(&ranked, &inner.rules))
     }
 
     /// Enrols a new customer with consent and at least one good portrait, atomically.
@@ -359,6 +377,54 @@ impl Gallery {
             .record_visit(customer_id, Utc::now(), camera, basket)
     }
 
+    pub fn rules(&self) -> MatchRules {
+        self.lock().rules.clone()
+    }
+
+    /// Changes threshold and margin at once for every later match, saves them in the store and
+    /// records who changed what in the audit log. Returns the previous rules.
+    pub fn set_rules(
+        &self,
+        threshold: f32,
+        margin: f32,
+        who: &str,
+    ) -> Result<MatchRules, GalleryError> {
+        let mut inner = self.lock();
+        let new = MatchRules {
+            threshold,
+            margin,
+            top_k: inner.rules.top_k,
+        };
+        let old = inner.rules.clone();
+        inner.store.save_matching_rules(&old, &new, who)?;
+        Ok(std::mem::replace(&mut inner.rules, new))
+    }
+
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<store::AuditEntry>, GalleryError> {
+        self.lock().store.audit_log(limit)
+    }
+
+    /// Every customer with the embeddings of their portraits (for calibration).
+    pub fn embeddings_by_customer(&self) -> Result<Vec<CustomerFaces>, GalleryError> {
+        let inner = self.lock();
+        let mut by_customer: HashMap<i64, Vec<Vec<f32>>> = HashMap::new();
+        for p in inner.store.all_portraits()? {
+            by_customer
+                .entry(p.customer_id)
+                .or_default()
+                .push(p.embedding);
+        }
+        Ok(inner
+            .store
+            .customers("")?
+            .into_iter()
+            .map(|c| {
+                let embeddings = by_customer.remove(&c.id).unwrap_or_default();
+                (c, embeddings)
+            })
+            .collect())
+    }
+
     /// Portraits in the store (asking the database) and vectors in the index.
     pub fn counts(&self) -> Result<(u64, u64), GalleryError> {
         let inner = self.lock();
@@ -400,10 +466,10 @@ impl Gallery {
                 });
             }
             if !force {
-                let ranked = ranked(inner, &p.face.embedding, self.rules.top_k)?;
+                let ranked = ranked(inner, &p.face.embedding)?;
                 if let Some(other) = ranked
                     .iter()
-                    .find(|c| Some(c.customer_id) != owner && c.score >= self.rules.threshold)
+                    .find(|c| Some(c.customer_id) != owner && c.score >= inner.rules.threshold)
                 {
                     let name = inner
                         .store
@@ -494,7 +560,8 @@ fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refus
     ))
 }
 
-fn ranked(inner: &mut Inner, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {
+fn ranked(inner: &mut Inner, embedding: &[f32]) -> Result<Vec<Candidate>, GalleryError> {
+    let k = inner.rules.top_k;
     let hits = inner.index.search(embedding, k)?;
     Ok(matching::rank_customers(&hits, |p| {
         inner.owners.get(&p).copied()

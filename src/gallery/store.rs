@@ -76,10 +76,31 @@ const MIGRATIONS: &[M<'static>] = &[
      ALTER TABLE customers ADD COLUMN body_type TEXT;
      CREATE INDEX purchases_by_sku ON purchases(sku);",
     ),
+    // Who changed what, when (matching rules so far).
+    M::up(
+        "CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        what TEXT NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL
+     );",
+    ),
 ];
 
 const CHANGE_COUNTER: &str = "change_counter";
 const MODEL_ID: &str = "model_id";
+const MATCHING: &str = "matching_rules";
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub what: String,
+    pub old: String,
+    pub new: String,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Consent {
@@ -145,7 +166,7 @@ impl Store {
     pub fn open(data_dir: &Path, model_id: &str) -> Result<Self, GalleryError> {
         let store = Self::open_any_model(data_dir)?;
         match store.meta(MODEL_ID)? {
-            None => store.set_meta(&store.conn, MODEL_ID, model_id)?,
+            None => Self::set_meta(&store.conn, MODEL_ID, model_id)?,
             Some(stored) if stored != model_id => {
                 return Err(GalleryError::ModelMismatch {
                     stored,
@@ -205,7 +226,7 @@ impl Store {
             .map_err(sql)
     }
 
-    fn set_meta(&self, conn: &Connection, key: &str, value: &str) -> Result<(), GalleryError> {
+    fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), GalleryError> {
         conn.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
             params![key, value],
@@ -447,6 +468,51 @@ impl Store {
         }
         tx.commit().map_err(sql)?;
         Ok(visit_id)
+    }
+
+    /// Matching rules saved at run time, if any.
+    pub fn matching_rules(&self) -> Result<Option<super::MatchRules>, GalleryError> {
+        Ok(self
+            .meta(MATCHING)?
+            .and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// Saves new matching rules with an audit entry, in one transaction.
+    pub fn save_matching_rules(
+        &mut self,
+        old: &super::MatchRules,
+        new: &super::MatchRules,
+        who: &str,
+    ) -> Result<(), GalleryError> {
+        let json = |r: &super::MatchRules| serde_json::to_string(r).expect("plain data");
+        let tx = self.conn.transaction().map_err(sql)?;
+        Self::set_meta(&tx, MATCHING, &json(new))?;
+        tx.execute(
+            "INSERT INTO audit_log(at, who, what, old, new) VALUES (?1, ?2, 'matching', ?3, ?4)",
+            params![Utc::now(), who, json(old), json(new)],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// The latest audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, GalleryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, who, what, old, new FROM audit_log ORDER BY id DESC LIMIT ?1")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    who: r.get(1)?,
+                    what: r.get(2)?,
+                    old: r.get(3)?,
+                    new: r.get(4)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
     }
 
     /// customer id of each portrait id

@@ -49,6 +49,16 @@ pub fn test_settings(data: &Path, tweak: impl FnOnce(&mut Settings)) -> Settings
 pub async fn spawn_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let settings = test_settings(data.path(), tweak);
+    start(settings, Some(data)).await
+}
+
+/// The service on settings the test made (and a data dir it owns).
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    start(settings, None).await
+}
+
+async fn start(settings: Settings, data: Option<tempfile::TempDir>) -> TestApp {
+    let data = data.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let app = Application::build(settings)
         .await
         .expect("the service starts (run scripts/setup.sh first)");

@@ -9,3 +9,4 @@ mod customers;
 mod helpers;
 mod ops;
 mod push;
+mod settings;
