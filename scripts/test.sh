@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# The test command: set-up (idempotent), then every test against the real models.
+# The test command: set-up (idempotent), the browser-test tools, then every test against the
+# real models.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup.sh
+# the browser tests: Debian's chromium, driven by playwright-core (no browser download)
+if ! command -v chromium >/dev/null; then
+  echo "test: installing chromium" >&2
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+fi
 cargo test --locked --no-fail-fast "$@"

@@ -178,9 +178,10 @@ pub fn calibrate(
                 .cloned()
         })
         .flatten();
+    // with no impostor scores every threshold "meets" the target: recommend nothing
     let recommended_threshold = curve
         .iter()
-        .find(|p| p.wrong_name <= target_wrong_name)
+        .find(|p| !impostor.is_empty() && p.wrong_name <= target_wrong_name)
         .map(|p| p.threshold);
     current.at_threshold = point(rules.threshold);
     let mut warnings = Vec::new();

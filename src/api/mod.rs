@@ -2,6 +2,7 @@
 //! caller's role, and hand the work to `Service`.
 
 mod auth;
+mod console;
 mod customers;
 mod error;
 mod frames;
@@ -59,6 +60,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/settings/matching",
             get(settings::matching).put(settings::set_matching),
         )
+        .route("/console", get(console::console))
+        .route("/console/events.js", get(console::events_js))
+        .route("/terminal/{id}", get(console::terminal))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

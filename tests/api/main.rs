@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod console;
 mod customers;
 mod helpers;
 mod ops;

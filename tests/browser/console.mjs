@@ -1,0 +1,76 @@
+// The console and the terminal page in a real headless Chromium (Debian's, via playwright-core).
+// Run by tests/api/console.rs against a live greeter; environment: BASE, ADMIN_KEY, TERMINAL_KEY,
+// PORTRAIT (a photo to enrol), FRAME (a photo with that face), SHOTS (screenshot folder).
+import { chromium } from "playwright-core";
+import { mkdirSync, readFileSync } from "node:fs";
+
+const { BASE, ADMIN_KEY, TERMINAL_KEY, PORTRAIT, FRAME, SHOTS } = process.env;
+mkdirSync(SHOTS, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const step = async (name, work) => {
+  try { await work(); } catch (e) { console.error(`step "${name}" failed: ${e.message}`); await browser.close(); process.exit(1); }
+  console.log(`ok: ${name}`);
+};
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  page.setDefaultTimeout(15000);
+  await step("a wrong key shows nothing", async () => {
+    await page.goto(`${BASE}/console`);
+    await page.fill("#key", "not-the-admin-key-000000");
+    await page.click("#login-form button");
+    await page.waitForSelector("#login-error:has-text('Not logged in')");
+    if (await page.isVisible("#app")) throw new Error("the console is visible without the key");
+  });
+  await step("log in", async () => {
+    await page.fill("#key", ADMIN_KEY);
+    await page.click("#login-form button");
+    await page.waitForSelector("#app:not([hidden])");
+    await page.screenshot({ path: `${SHOTS}/live.png` });
+  });
+  await step("enrol through the form", async () => {
+    await page.click("button[data-tab=customers]");
+    await page.fill("input[name=name]", "Browser Customer");
+    await page.fill("input[name=consent]", "signed at the console");
+    await page.setInputFiles("input[name=portrait]", PORTRAIT);
+    await page.click("#enrol-form button");
+    await page.waitForSelector("#enrol-result:has-text('Enrolled customer')");
+    await page.waitForSelector("#customer-rows td:has-text('Browser Customer')");
+    await page.screenshot({ path: `${SHOTS}/customers.png` });
+  });
+  await step("move the threshold and save", async () => {
+    await page.click("button[data-tab=threshold]");
+    await page.$eval("#threshold-input", (el) => { el.value = "0.95"; el.dispatchEvent(new Event("input")); });
+    await page.waitForSelector("#threshold-value:has-text('0.950')");
+    await page.click("#threshold-form button");
+    await page.waitForSelector("#threshold-result:has-text('Saved: threshold 0.95')");
+    await page.waitForSelector("#audit-rows td:has-text('admin:')");
+    await page.screenshot({ path: `${SHOTS}/threshold.png` });
+  });
+  await step("cameras", async () => {
+    await page.click("button[data-tab=cameras]");
+    await page.waitForSelector("#camera-rows td:has-text('entrance')");
+    await page.screenshot({ path: `${SHOTS}/cameras.png` });
+  });
+  await step("the terminal page shows the card of a recognised customer", async () => {
+    const glasses = await browser.newPage({ viewport: { width: 800, height: 480 } });
+    await glasses.goto(`${BASE}/terminal/glasses-1#key=${TERMINAL_KEY}`);
+    await glasses.waitForSelector("#status:has-text('listening')");
+    const pushed = await fetch(`${BASE}/v1/cameras/entrance/frames`, {
+      method: "POST", headers: { Authorization: `Bearer ${TERMINAL_KEY}` }, body: readFileSync(FRAME),
+    });
+    if (pushed.status !== 202) throw new Error(`push answered ${pushed.status}`);
+    await glasses.waitForSelector("#name:has-text('Browser Customer')");
+    await glasses.screenshot({ path: `${SHOTS}/terminal.png` });
+    // and the console's live page saw the same card
+    await page.click("button[data-tab=live]");
+    await page.waitForSelector("#live-cards .card:has-text('Browser Customer')");
+    await page.click("button[data-tab=preview]");
+    await page.screenshot({ path: `${SHOTS}/preview.png` });
+  });
+} finally {
+  await browser.close();
+}
