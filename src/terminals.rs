@@ -37,7 +37,17 @@ pub struct Announcement {
 /// Cards a slow subscriber may fall behind by before it misses some.
 const BACKLOG: usize = 64;
 
+/// What store IT sees about a terminal.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TerminalHealth {
+    pub id: String,
+    pub cameras: Vec<String>,
+    /// open event streams (0: the glasses are off or not connected)
+    pub subscribers: usize,
+}
+
 pub struct Terminals {
+    settings: Vec<TerminalSettings>,
     channels: HashMap<String, broadcast::Sender<Arc<Announcement>>>,
     by_camera: HashMap<String, Vec<String>>,
     cooldown: Duration,
@@ -56,6 +66,7 @@ impl Terminals {
             }
         }
         Terminals {
+            settings: terminals.to_vec(),
             channels: terminals
                 .iter()
                 .map(|t| (t.id.clone(), broadcast::channel(BACKLOG).0))
@@ -70,14 +81,15 @@ impl Terminals {
         self.channels.get(terminal).map(|c| c.subscribe())
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &String> {
-        self.channels.keys()
-    }
-
-    pub fn subscribers(&self, terminal: &str) -> usize {
-        self.channels
-            .get(terminal)
-            .map_or(0, |c| c.receiver_count())
+    pub fn health(&self) -> Vec<TerminalHealth> {
+        self.settings
+            .iter()
+            .map(|t| TerminalHealth {
+                id: t.id.clone(),
+                cameras: t.cameras.clone(),
+                subscribers: self.channels[&t.id].receiver_count(),
+            })
+            .collect()
     }
 
     /// Tells every terminal bound to `camera` about the customer, unless it was told within the

@@ -17,6 +17,7 @@ use super::auth::{Action, Caller};
 use super::{ApiError, AppState, ErrorBody, image_body};
 use crate::capture::{CameraHealth, Offer};
 use crate::service::Recognition;
+use crate::terminals::TerminalHealth;
 
 /// Every face in a frame from a glasses terminal: its box, its quality, and the customer's card
 /// or `unknown` with the reason.
@@ -85,6 +86,17 @@ pub async fn cameras(
 ) -> Result<Json<Vec<CameraHealth>>, ApiError> {
     caller.may(Action::ReadCameras)?;
     Ok(Json(state.service.camera_health()))
+}
+
+/// Every terminal: the cameras it hears about and how many event streams it has open.
+#[utoipa::path(get, path = "/v1/terminals", tag = "frames",
+    responses((status = 200, body = Vec<TerminalHealth>)), security(("api_key" = [])))]
+pub async fn terminals(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TerminalHealth>>, ApiError> {
+    caller.may(Action::ReadCameras)?;
+    Ok(Json(state.service.terminals().health()))
 }
 
 /// Server-Sent Events for one terminal: `ready` once subscribed, then a `card` event (an

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recognize", post(frames::recognize))
         .route("/v1/cameras", get(frames::cameras))
         .route("/v1/cameras/{id}/frames", post(frames::push))
+        .route("/v1/terminals", get(frames::terminals))
         .route("/v1/terminals/{id}/events", get(frames::events))
         .route(
             "/v1/customers",

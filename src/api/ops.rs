@@ -84,6 +84,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::frames::recognize,
         super::frames::push,
         super::frames::cameras,
+        super::frames::terminals,
         super::frames::events,
         super::customers::create,
         super::customers::add_portraits,

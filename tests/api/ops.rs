@@ -70,6 +70,7 @@ async fn health_readiness_metrics_and_the_openapi_document() {
         "/v1/terminals/{id}/events",
         "/v1/cameras/{id}/frames",
         "/v1/cameras",
+        "/v1/terminals",
         "/v1/catalog",
         "/v1/calibration",
         "/v1/settings/matching",

@@ -39,6 +39,8 @@ try {
     await page.click("#enrol-form button");
     await page.waitForSelector("#enrol-result:has-text('Enrolled customer')");
     await page.waitForSelector("#customer-rows td:has-text('Browser Customer')");
+    await page.click("#customer-rows button:has-text('View')");
+    await page.waitForSelector("#customer-view:has-text('signed at the console')");
     await page.screenshot({ path: `${SHOTS}/customers.png` });
   });
   await step("move the threshold and save", async () => {
@@ -53,6 +55,7 @@ try {
   await step("cameras", async () => {
     await page.click("button[data-tab=cameras]");
     await page.waitForSelector("#camera-rows td:has-text('entrance')");
+    await page.waitForSelector("#terminal-rows td:has-text('glasses-1')");
     await page.screenshot({ path: `${SHOTS}/cameras.png` });
   });
   await step("the terminal page shows the card of a recognised customer", async () => {
