@@ -30,12 +30,7 @@ fn main() {
     let started = Instant::now();
     let ids = crm.write_demo(&store, &[]).unwrap();
     let written = started.elapsed();
-    let purchases: usize = store
-        .customers
-        .iter()
-        .flat_map(|c| &c.visits)
-        .map(|(_, b)| b.len())
-        .sum();
+    let purchases = store.purchases();
     println!(
         "demo store: {items} items, {customers} customers, {purchases} purchases (generated in {:.1} s, written in {:.1} s)",
         generated.as_secs_f64(),

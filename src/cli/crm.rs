@@ -114,12 +114,7 @@ pub fn seed_demo(
     gallery.save_index()?;
     let ids = crm.write_demo(&store, &enrolled)?;
     let enrolled_faces = enrolled.len();
-    let purchases: usize = store
-        .customers
-        .iter()
-        .flat_map(|c| &c.visits)
-        .map(|(_, b)| b.len())
-        .sum();
+    let purchases = store.purchases();
     let summary = serde_json::json!({
         "products": store.products.len(),
         "customers": ids.len(),

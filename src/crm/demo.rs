@@ -11,6 +11,7 @@ use rusqlite::params;
 use super::catalog::{self, Product};
 use super::{Crm, CrmError};
 use crate::gallery::BasketItem;
+use crate::gallery::store::insert_visit;
 
 const CATEGORIES: &[(&str, i64, &str)] = &[
     // (category, typical price in yuan, who it is for)
@@ -63,6 +64,17 @@ pub struct DemoCustomer {
 pub struct DemoStore {
     pub products: Vec<Product>,
     pub customers: Vec<DemoCustomer>,
+}
+
+impl DemoStore {
+    /// Items sold over all visits.
+    pub fn purchases(&self) -> usize {
+        self.customers
+            .iter()
+            .flat_map(|c| &c.visits)
+            .map(|(_, basket)| basket.len())
+            .sum()
+    }
 }
 
 struct Taste {
@@ -251,25 +263,12 @@ impl Crm {
                 params![id, customer.gender, customer.birth_year, customer.body_type],
             )?;
             for (at, basket) in &customer.visits {
-                tx.execute(
-                    "INSERT INTO visits(customer_id, visited_at, camera) VALUES (?1, ?2, 'till')",
-                    params![id, at],
-                )?;
-                let visit = tx.last_insert_rowid();
-                for item in basket {
-                    tx.execute(
-                        "INSERT INTO purchases(customer_id, visit_id, sku, quantity, unit_price_cents, purchased_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![id, visit, item.sku, item.quantity, item.unit_price_cents, at],
-                    )?;
-                }
+                insert_visit(&tx, id, *at, Some("till"), basket)?;
             }
         }
         tx.commit()?;
-        let all = catalog::load(&conn)?;
+        self.reload_catalog(&conn)?;
         drop(conn);
-        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) =
-            std::sync::Arc::new(super::Catalog::new(all));
         self.refresh_stats()?;
         Ok(ids)
     }

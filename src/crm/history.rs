@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::OptionalExtension;
+
+use crate::gallery::BasketItem;
+use crate::gallery::store::insert_visit;
 
 use super::catalog::{CatalogError, ImportReport, RowError};
 use super::{Crm, CrmError};
@@ -98,24 +101,20 @@ impl Crm {
                 }),
             }
         }
-        let mut visits: BTreeMap<(i64, DateTime<Utc>), Vec<&Sale>> = BTreeMap::new();
-        for sale in &sales {
-            visits.entry((sale.0, sale.1)).or_default().push(sale);
+        let mut visits: BTreeMap<(i64, DateTime<Utc>), Vec<BasketItem>> = BTreeMap::new();
+        for (customer, at, sku, quantity, unit_price_cents) in &sales {
+            visits
+                .entry((*customer, *at))
+                .or_default()
+                .push(BasketItem {
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                    unit_price_cents: *unit_price_cents,
+                });
         }
         let tx = conn.transaction()?;
-        for ((customer, at), items) in &visits {
-            tx.execute(
-                "INSERT INTO visits(customer_id, visited_at, camera) VALUES (?1, ?2, 'import')",
-                params![customer, at],
-            )?;
-            let visit = tx.last_insert_rowid();
-            for (_, _, sku, quantity, price) in items {
-                tx.execute(
-                    "INSERT INTO purchases(customer_id, visit_id, sku, quantity, unit_price_cents, purchased_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![customer, visit, sku, quantity, price, at],
-                )?;
-            }
+        for ((customer, at), basket) in &visits {
+            insert_visit(&tx, *customer, *at, Some("import"), basket)?;
         }
         tx.commit()?;
         drop(conn);

@@ -162,13 +162,18 @@ impl Crm {
         let (products, errors) = catalog::parse(text)?;
         let mut conn = self.conn();
         catalog::upsert(&mut conn, &products)?;
-        let all = catalog::load(&conn)?;
-        drop(conn);
-        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Catalog::new(all));
+        self.reload_catalog(&conn)?;
         Ok(ImportReport {
             imported: products.len(),
             errors,
         })
+    }
+
+    /// Swaps in the catalogue as stored, after a change to it.
+    fn reload_catalog(&self, conn: &Connection) -> Result<(), CrmError> {
+        let catalog = Arc::new(Catalog::new(catalog::load(conn)?));
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+        Ok(())
     }
 
     /// Recomputes the segment thresholds and best-sellers from the store's own history.

@@ -452,20 +452,7 @@ impl Store {
         basket: &[BasketItem],
     ) -> Result<i64, GalleryError> {
         let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute(
-            "INSERT INTO visits(customer_id, visited_at, camera) VALUES (?1, ?2, ?3)",
-            params![customer_id, at, camera],
-        )
-        .map_err(sql)?;
-        let visit_id = tx.last_insert_rowid();
-        for item in basket {
-            tx.execute(
-                "INSERT INTO purchases(customer_id, visit_id, sku, quantity, unit_price_cents, purchased_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![customer_id, visit_id, item.sku, item.quantity, item.unit_price_cents, at],
-            )
-            .map_err(sql)?;
-        }
+        let visit_id = insert_visit(&tx, customer_id, at, camera, basket).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(visit_id)
     }
@@ -526,6 +513,30 @@ impl Store {
             .map_err(sql)?;
         rows.collect::<Result<_, _>>().map_err(sql)
     }
+}
+
+/// Inserts a visit and its purchases inside the caller's transaction; returns the visit id.
+/// The till, history imports and the demo store all record visits through here.
+pub fn insert_visit(
+    conn: &Connection,
+    customer_id: i64,
+    at: DateTime<Utc>,
+    camera: Option<&str>,
+    basket: &[BasketItem],
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO visits(customer_id, visited_at, camera) VALUES (?1, ?2, ?3)",
+        params![customer_id, at, camera],
+    )?;
+    let visit_id = conn.last_insert_rowid();
+    for item in basket {
+        conn.execute(
+            "INSERT INTO purchases(customer_id, visit_id, sku, quantity, unit_price_cents, purchased_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![customer_id, visit_id, item.sku, item.quantity, item.unit_price_cents, at],
+        )?;
+    }
+    Ok(visit_id)
 }
 
 /// A connection to the store's database (created and migrated if new). The gallery and the CRM
