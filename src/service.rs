@@ -22,6 +22,7 @@ use crate::gallery::{
     BasketItem, Decision, Enrolled, Gallery, GalleryError, MatchRules, NewCustomer, PortraitInput,
     Refusal,
 };
+use crate::live::LiveFeed;
 use crate::terminals::Terminals;
 use crate::vision::decode::{self, DecodeError};
 use crate::vision::{BBox, FaceObservation, Pipeline, Quality, VisionError, embedder_identity};
@@ -135,6 +136,7 @@ pub struct Service {
     gallery: Gallery,
     crm: Crm,
     terminals: Terminals,
+    live: LiveFeed,
     cameras: BTreeMap<String, Arc<FrameSlot>>,
     workers: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
@@ -164,6 +166,7 @@ impl Service {
                 &settings.terminals,
                 std::time::Duration::from_secs(server.announce_cooldown_s),
             ),
+            live: LiveFeed::default(),
             workers: Arc::new(Semaphore::new(server.inference_workers)),
             admitted: Arc::new(Semaphore::new(
                 server.inference_workers + server.inference_queue,
@@ -186,6 +189,10 @@ impl Service {
 
     pub fn terminals(&self) -> &Terminals {
         &self.terminals
+    }
+
+    pub fn live(&self) -> &LiveFeed {
+        &self.live
     }
 
     pub fn camera_health(&self) -> Vec<CameraHealth> {
@@ -304,12 +311,14 @@ impl Service {
     }
 
     /// Every face in an uploaded frame, recognised.
-    pub fn recognize_bytes(&self, bytes: &[u8]) -> Result<Recognition, ServiceError> {
+    pub fn recognize_bytes(&self, bytes: &[u8], source: &str) -> Result<Recognition, ServiceError> {
         let frame = self.decode("frame", bytes)?;
-        self.recognize(&frame)
+        self.recognize(&frame, source)
     }
 
-    pub fn recognize(&self, frame: &RgbImage) -> Result<Recognition, ServiceError> {
+    /// Every face in a frame, recognised; `source` (a camera, a caller) is what the console
+    /// shows it came from.
+    pub fn recognize(&self, frame: &RgbImage, source: &str) -> Result<Recognition, ServiceError> {
         let faces = self.analyse(frame)?;
         let started = Instant::now();
         let now = Utc::now();
@@ -322,9 +331,11 @@ impl Service {
                 }
             } else {
                 match self.gallery.identify(&face.embedding)? {
-                    Decision::Known { best, .. } => Outcome::Known {
-                        card: self.card(best.customer_id, best.score, now)?,
-                    },
+                    Decision::Known { best, .. } => {
+                        let card = self.card(best.customer_id, best.score, now)?;
+                        self.live.show(source, &card, frame, face.bbox);
+                        Outcome::Known { card }
+                    }
                     Decision::Unknown { reason, .. } => Outcome::Unknown { reason },
                 }
             };
@@ -437,6 +448,7 @@ impl Service {
     pub fn delete_customer(&self, customer_id: i64) -> Result<(), ServiceError> {
         self.gallery.delete_customer(customer_id)?;
         self.gallery.save_index()?;
+        self.live.forget(customer_id);
         Ok(())
     }
 
@@ -608,9 +620,9 @@ impl Service {
                 .infer(false, move |service| match frame.pixels {
                     Pixels::Encoded(bytes) => {
                         let image = service.decode(&origin, &bytes)?;
-                        service.recognize(&image)
+                        service.recognize(&image, &origin)
                     }
-                    Pixels::Rgb(image) => service.recognize(&image),
+                    Pixels::Rgb(image) => service.recognize(&image, &origin),
                 })
                 .await;
             let recognition = match recognition {

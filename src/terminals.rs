@@ -136,20 +136,6 @@ impl Terminals {
 mod tests {
     use super::*;
 
-    fn card(customer_id: i64) -> Card {
-        Card {
-            customer_id,
-            name: format!("customer {customer_id}"),
-            last_visit: None,
-            days_since_last_visit: None,
-            visits: 0,
-            segment: "new",
-            score: 0.97,
-            suggestions: vec![],
-            greeting: None,
-        }
-    }
-
     fn terminals(cooldown: Duration) -> Terminals {
         Terminals::new(
             &[
@@ -169,7 +155,7 @@ mod tests {
     fn announce(t: &Terminals, camera: &str, customer: i64) -> usize {
         t.announce(
             camera,
-            &card(customer),
+            &Card::example(customer),
             BBox::default(),
             Utc::now(),
             Instant::now(),

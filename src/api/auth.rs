@@ -79,6 +79,7 @@ pub enum Action {
     ReadCameras,
     ManageCatalog,
     Calibrate,
+    WatchLive,
 }
 
 impl Action {
@@ -92,7 +93,8 @@ impl Action {
             Action::DeleteCustomer
             | Action::ReadCameras
             | Action::ManageCatalog
-            | Action::Calibrate => role == Admin,
+            | Action::Calibrate
+            | Action::WatchLive => role == Admin,
         }
     }
 }
@@ -273,7 +275,12 @@ mod tests {
 
     #[test]
     fn a_terminal_cannot_enrol_or_delete_and_admin_can_do_everything() {
-        for action in [Action::Enrol, Action::DeleteCustomer, Action::Checkout] {
+        for action in [
+            Action::Enrol,
+            Action::DeleteCustomer,
+            Action::Checkout,
+            Action::WatchLive,
+        ] {
             assert!(!action.allowed(Role::Terminal), "{action:?}");
         }
         assert!(Action::Recognize.allowed(Role::Terminal));
@@ -289,6 +296,7 @@ mod tests {
             Action::ReadCameras,
             Action::ManageCatalog,
             Action::Calibrate,
+            Action::WatchLive,
         ] {
             assert!(action.allowed(Role::Admin), "{action:?}");
         }

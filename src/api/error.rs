@@ -26,6 +26,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("no terminal {0:?}")]
     UnknownTerminal(String),
+    #[error("face crop {0} is no longer kept (only the latest recognitions' are)")]
+    CropGone(u64),
     #[error("cannot read the request body")]
     Body(#[from] BytesRejection),
     #[error("not a multipart form")]
@@ -47,7 +49,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownTerminal(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownTerminal(_) | ApiError::CropGone(_) => StatusCode::NOT_FOUND,
             ApiError::Body(rejection) => rejection.status(),
             ApiError::Form(rejection) => rejection.status(),
             ApiError::Multipart(e) => e.status(),

@@ -2,6 +2,7 @@
 //! event stream each terminal subscribes to.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -10,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -39,9 +41,12 @@ pub async fn recognize(
     caller.may(Action::Recognize)?;
     let image = image_body(request, &state).await?;
     let started = std::time::Instant::now();
+    let source = caller.who();
     let recognition = state
         .service
-        .infer(true, move |service| service.recognize_bytes(&image))
+        .infer(true, move |service| {
+            service.recognize_bytes(&image, &source)
+        })
         .await?;
     metrics::histogram!("greeter_recognize_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(recognition))
@@ -118,22 +123,32 @@ pub async fn events(
         .terminals()
         .subscribe(&terminal)
         .ok_or_else(|| ApiError::UnknownTerminal(terminal.clone()))?;
-    let ready = Event::default().event("ready").data(terminal.clone());
-    let cards = BroadcastStream::new(receiver).map(move |message| {
+    Ok(event_stream(&state, &terminal, "card", receiver))
+}
+
+/// Server-Sent Events from a broadcast channel: `ready` (with `subscriber` as data) once
+/// subscribed, then one `kind` event per message, and a comment when a slow reader missed some.
+pub fn event_stream<T: Serialize + Send + Sync + 'static>(
+    state: &AppState,
+    subscriber: &str,
+    kind: &'static str,
+    receiver: broadcast::Receiver<Arc<T>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<T>> {
+    let ready = Event::default().event("ready").data(subscriber);
+    let subscriber = subscriber.to_owned();
+    let messages = BroadcastStream::new(receiver).map(move |message| {
         Ok(match message {
-            Ok(announcement) => Event::default()
-                .event("card")
-                .json_data(&*announcement)
-                .expect("an announcement serialises"),
+            Ok(message) => Event::default()
+                .event(kind)
+                .json_data(&*message)
+                .expect("events serialise"),
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                tracing::warn!(%terminal, missed, "slow terminal missed cards");
-                Event::default().comment(format!("missed {missed} cards"))
+                tracing::warn!(%subscriber, missed, "slow reader missed events");
+                Event::default().comment(format!("missed {missed} events"))
             }
         })
     });
     let keepalive = Duration::from_secs(state.service.settings.server.keepalive_s.max(1));
-    Ok(
-        Sse::new(futures_util::stream::once(async { Ok(ready) }).chain(cards))
-            .keep_alive(KeepAlive::new().interval(keepalive)),
-    )
+    Sse::new(futures_util::stream::once(async { Ok(ready) }).chain(messages))
+        .keep_alive(KeepAlive::new().interval(keepalive))
 }

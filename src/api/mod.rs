@@ -6,6 +6,7 @@ mod console;
 mod customers;
 mod error;
 mod frames;
+mod live;
 mod ops;
 mod settings;
 
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cameras/{id}/frames", post(frames::push))
         .route("/v1/terminals", get(frames::terminals))
         .route("/v1/terminals/{id}/events", get(frames::events))
+        .route("/v1/live/events", get(live::events))
+        .route("/v1/live/{id}/crop", get(live::crop))
         .route(
             "/v1/customers",
             post(customers::create).get(customers::search),

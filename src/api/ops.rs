@@ -86,6 +86,8 @@ pub async fn metrics() -> impl IntoResponse {
         super::frames::cameras,
         super::frames::terminals,
         super::frames::events,
+        super::live::events,
+        super::live::crop,
         super::customers::create,
         super::customers::add_portraits,
         super::customers::search,

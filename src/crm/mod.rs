@@ -76,6 +76,24 @@ pub struct Card {
     pub suggestions: Vec<Suggestion>,
 }
 
+#[cfg(test)]
+impl Card {
+    /// A new customer's card, for tests of what carries cards around.
+    pub fn example(customer_id: i64) -> Card {
+        Card {
+            customer_id,
+            name: format!("customer {customer_id}"),
+            last_visit: None,
+            days_since_last_visit: None,
+            visits: 0,
+            segment: "new",
+            score: 0.97,
+            suggestions: vec![],
+            greeting: None,
+        }
+    }
+}
+
 /// The store's own distribution, recomputed after imports and now and then.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use image::RgbImage;
 
-use crate::vision::{BBox, FaceObservation, Quality};
+use crate::vision::{FaceObservation, Quality, face_crop_jpeg};
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};
 pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store};
@@ -94,35 +94,12 @@ pub struct PortraitInput {
 }
 
 impl PortraitInput {
-    /// A face of `frame` as a portrait, with its crop kept for re-embedding: the face with
-    /// half its size around it, enough for a detector to find it again.
+    /// A face of `frame` as a portrait, with its crop kept for re-embedding.
     pub fn from_frame(frame: &RgbImage, face: FaceObservation, source: String) -> Self {
-        let grown = BBox {
-            x: face.bbox.x - face.bbox.width / 2.0,
-            y: face.bbox.y - face.bbox.height / 2.0,
-            width: face.bbox.width * 2.0,
-            height: face.bbox.height * 2.0,
-        };
-        let crop_jpeg = grown
-            .pixel_region(frame.width(), frame.height())
-            .and_then(|region| {
-                let crop = image::imageops::crop_imm(
-                    frame,
-                    region.x,
-                    region.y,
-                    region.width,
-                    region.height,
-                )
-                .to_image();
-                let mut jpeg = std::io::Cursor::new(Vec::new());
-                match crop.write_to(&mut jpeg, image::ImageFormat::Jpeg) {
-                    Ok(()) => Some(jpeg.into_inner()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, %source, "face crop not kept");
-                        None
-                    }
-                }
-            });
+        let crop_jpeg = face_crop_jpeg(frame, face.bbox, None).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, %source, "face crop not kept");
+            None
+        });
         PortraitInput {
             face,
             source,

@@ -91,6 +91,38 @@ pub fn embedder_identity(settings: &Settings) -> Result<(String, u32), VisionErr
     ))
 }
 
+/// The face in `bbox` with half its size around it, as a JPEG of at most `max_side` pixels a
+/// side (`None`: as large as it is): enough for a detector to find the face again, and for a
+/// person to see who it is. `None` when the box lies outside the frame.
+pub fn face_crop_jpeg(
+    frame: &RgbImage,
+    bbox: BBox,
+    max_side: Option<u32>,
+) -> Result<Option<Vec<u8>>, image::ImageError> {
+    let grown = BBox {
+        x: bbox.x - bbox.width / 2.0,
+        y: bbox.y - bbox.height / 2.0,
+        width: bbox.width * 2.0,
+        height: bbox.height * 2.0,
+    };
+    let Some(region) = grown.pixel_region(frame.width(), frame.height()) else {
+        return Ok(None);
+    };
+    let crop = image::imageops::crop_imm(frame, region.x, region.y, region.width, region.height)
+        .to_image();
+    let crop = match max_side {
+        Some(side) if region.width.max(region.height) > side => {
+            image::DynamicImage::ImageRgb8(crop)
+                .thumbnail(side, side)
+                .into_rgb8()
+        }
+        _ => crop,
+    };
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    crop.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+    Ok(Some(jpeg.into_inner()))
+}
+
 /// One face found in a frame.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaceObservation {

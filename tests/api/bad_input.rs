@@ -113,12 +113,7 @@ async fn bad_enrolments_are_refused_and_change_nothing() {
         assert_eq!(got, status, "{what}: {error}");
         assert!(error.contains(message), "{what}: {error}");
     }
-    let listed: Value = app
-        .get("/v1/customers", POS_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/customers", POS_KEY).await;
     assert_eq!(listed, json!([]), "nothing was enrolled");
 
     let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
@@ -129,12 +124,7 @@ async fn bad_enrolments_are_refused_and_change_nothing() {
     let (status, error) = error_of(app.enrol(duplicate, POS_KEY).await).await;
     assert_eq!(status, 409);
     assert!(error.contains(&format!("customer {id}")), "{error}");
-    let listed: Value = app
-        .get("/v1/customers", POS_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/customers", POS_KEY).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
 
@@ -196,12 +186,7 @@ async fn unknown_ids_are_404_and_bad_checkouts_400() {
     .await;
     assert_eq!(status, 400);
     assert!(error.contains("basket"), "{error}");
-    let shown: Value = app
-        .get(&format!("/v1/customers/{id}"), POS_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = app.get_json(&format!("/v1/customers/{id}"), POS_KEY).await;
     assert_eq!(
         shown["card"]["visits"], 0,
         "no refused checkout was recorded"

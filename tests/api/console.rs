@@ -32,19 +32,9 @@ async fn the_console_and_the_terminal_page_work_in_a_real_browser() {
         String::from_utf8_lossy(&browser.stderr)
     );
     // what the browser did, seen over the API
-    let customers: Value = app
-        .get("/v1/customers?query=Browser", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let customers: Value = app.get_json("/v1/customers?query=Browser", ADMIN_KEY).await;
     assert_eq!(customers.as_array().unwrap().len(), 1);
-    let matching: Value = app
-        .get("/v1/settings/matching", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let matching: Value = app.get_json("/v1/settings/matching", ADMIN_KEY).await;
     assert_eq!(matching["threshold"].as_f64().unwrap() as f32, 0.95);
     for shot in [
         "live",

@@ -40,22 +40,12 @@ async fn enrol_recognise_checkout_delete() {
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["recorded"], true, "{receipt}");
     assert_eq!(receipt["card"]["visits"], 1);
-    let shown: Value = app
-        .get(&format!("/v1/customers/{id}"), POS_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = app.get_json(&format!("/v1/customers/{id}"), POS_KEY).await;
     assert_eq!(shown["card"]["visits"], 1);
     assert_eq!(shown["card"]["days_since_last_visit"], 0);
     assert_eq!(shown["customer"]["display_name"], "Zhou Min");
     assert_eq!(shown["portraits"].as_array().unwrap().len(), 1);
-    let listed: Value = app
-        .get("/v1/customers?query=Zhou", POS_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/customers?query=Zhou", POS_KEY).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
     let response = app.delete(&format!("/v1/customers/{id}"), ADMIN_KEY).await;

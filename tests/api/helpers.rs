@@ -149,6 +149,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A GET that must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str, key: &str) -> Value {
+        let response = self.get(path, key).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn delete(&self, path: &str, key: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))
@@ -201,17 +208,25 @@ impl TestApp {
 
     /// Subscribes to a terminal's events and waits for the `ready` event.
     pub async fn subscribe(&self, terminal: &str) -> Events {
-        let response = self
-            .get(&format!("/v1/terminals/{terminal}/events"), TERMINAL_KEY)
+        let (events, ready) = self
+            .open_events(&format!("/v1/terminals/{terminal}/events"), TERMINAL_KEY)
             .await;
+        assert_eq!(ready, terminal);
+        events
+    }
+
+    /// Opens an event stream and waits for its `ready` event; returns the stream and the
+    /// `ready` event's data.
+    pub async fn open_events(&self, path: &str, key: &str) -> (Events, String) {
+        let response = self.get(path, key).await;
         assert_eq!(response.status(), 200);
         let mut events = Events {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
         };
         let (kind, data) = events.next(Duration::from_secs(5)).await.expect("ready");
-        assert_eq!((kind.as_str(), data.as_str()), ("ready", terminal));
-        events
+        assert_eq!(kind, "ready");
+        (events, data)
     }
 }
 
@@ -254,6 +269,11 @@ impl Events {
 
     /// Every card announced within `within`, as parsed JSON.
     pub async fn cards_within(&mut self, within: Duration) -> Vec<Value> {
+        self.events_within("card", within).await
+    }
+
+    /// Every event of this kind within `within`, as parsed JSON.
+    pub async fn events_within(&mut self, wanted: &str, within: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + within;
         let mut cards = Vec::new();
         loop {
@@ -262,7 +282,7 @@ impl Events {
                 return cards;
             }
             match self.next(left).await {
-                Some((kind, data)) if kind == "card" => {
+                Some((kind, data)) if kind == wanted => {
                     cards.push(serde_json::from_str(&data).unwrap())
                 }
                 Some(_) => {}

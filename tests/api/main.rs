@@ -8,6 +8,7 @@ mod bad_input;
 mod console;
 mod customers;
 mod helpers;
+mod live;
 mod ops;
 mod push;
 mod settings;

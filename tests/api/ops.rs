@@ -68,6 +68,8 @@ async fn health_readiness_metrics_and_the_openapi_document() {
         "/v1/customers/{id}/portraits",
         "/v1/checkout",
         "/v1/terminals/{id}/events",
+        "/v1/live/events",
+        "/v1/live/{id}/crop",
         "/v1/cameras/{id}/frames",
         "/v1/cameras",
         "/v1/terminals",

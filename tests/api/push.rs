@@ -86,12 +86,7 @@ async fn a_replayed_camera_announces_each_customer_exactly_once() {
         HashMap::from([("Zhou Min".to_owned(), 1), ("Sam Lee".to_owned(), 1)]),
         "{cards:?}"
     );
-    let cameras: Value = app
-        .get("/v1/cameras", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let cameras: Value = app.get_json("/v1/cameras", ADMIN_KEY).await;
     let door = cameras
         .as_array()
         .unwrap()
@@ -168,12 +163,7 @@ async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_ser
     );
     assert_eq!(cards[0]["camera"], "ipcam");
 
-    let cameras: Value = app
-        .get("/v1/cameras", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let cameras: Value = app.get_json("/v1/cameras", ADMIN_KEY).await;
     let state = |id: &str| {
         cameras
             .as_array()

@@ -23,11 +23,8 @@ async fn calibration_evidence_and_a_live_audited_threshold_change_that_survives_
 
     assert_eq!(app.get("/v1/calibration", POS_KEY).await.status(), 403);
     let calibration: Value = app
-        .get("/v1/calibration?target=0.001", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/calibration?target=0.001", ADMIN_KEY)
+        .await;
     assert_eq!(calibration["genuine_pairs"], 1, "{calibration}");
     assert_eq!(calibration["impostor_comparisons"], 3);
     assert_eq!(calibration["customers"], 2);
@@ -91,12 +88,7 @@ async fn calibration_evidence_and_a_live_audited_threshold_change_that_survives_
 
     // a restart keeps IT's choice over the config file
     let app = spawn_app_with(settings).await;
-    let view: Value = app
-        .get("/v1/settings/matching", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.get_json("/v1/settings/matching", ADMIN_KEY).await;
     assert_eq!(view["threshold"].as_f64().unwrap() as f32, 0.9999);
     assert!(app.names_in(demo("sample5.jpg")).await.0.is_empty());
     drop(data);

@@ -29,7 +29,6 @@ try {
     await page.fill("#key", ADMIN_KEY);
     await page.click("#login-form button");
     await page.waitForSelector("#app:not([hidden])");
-    await page.screenshot({ path: `${SHOTS}/live.png` });
   });
   await step("enrol through the form", async () => {
     await page.click("button[data-tab=customers]");
@@ -68,10 +67,19 @@ try {
     if (pushed.status !== 202) throw new Error(`push answered ${pushed.status}`);
     await glasses.waitForSelector("#name:has-text('Browser Customer')");
     await glasses.screenshot({ path: `${SHOTS}/terminal.png` });
-    // and the console's live page saw the same card
+  });
+  await step("the console's live page shows the recognition with its face crop and score", async () => {
     await page.click("button[data-tab=live]");
-    await page.waitForSelector("#live-cards .card:has-text('Browser Customer')");
+    const seen = page.locator("#live-cards .live", { hasText: "Browser Customer" });
+    await seen.waitFor();
+    if (!/score 0\.9\d\d/.test(await seen.innerText())) throw new Error(`no score: ${await seen.innerText()}`);
+    await page.waitForFunction(() => document.querySelector("#live-cards .live img")?.naturalWidth > 0);
+    await page.screenshot({ path: `${SHOTS}/live.png` });
+  });
+  await step("the preview is the terminal page itself", async () => {
     await page.click("button[data-tab=preview]");
+    await page.waitForSelector("#preview-terminal option[value=glasses-1]", { state: "attached" });
+    await page.frameLocator("#preview-frame").locator("#name", { hasText: "Browser Customer" }).waitFor();
     await page.screenshot({ path: `${SHOTS}/preview.png` });
   });
 } finally {

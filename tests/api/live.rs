@@ -1,0 +1,74 @@
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_console_sees_each_recognition_once_with_its_score_and_face_crop() {
+    let app = spawn_app(|_| {}).await;
+    let zhou = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    assert_eq!(app.get("/v1/live/events", TERMINAL_KEY).await.status(), 403);
+    let (mut live, watcher) = app.open_events("/v1/live/events", ADMIN_KEY).await;
+    assert!(watcher.starts_with("admin:"), "{watcher}");
+
+    // a camera's frame, then a terminal's own frame twice: two sources, one sighting each
+    let pushed = app
+        .push_frame("entrance", demo("sample5.jpg"), CAMERA_KEY)
+        .await;
+    assert_eq!(pushed.status(), 202);
+    for _ in 0..2 {
+        assert_eq!(app.names_in(demo("sample5.jpg")).await.0, vec!["Zhou Min"]);
+    }
+    let seen = live
+        .events_within("recognition", Duration::from_secs(4))
+        .await;
+    let sources: BTreeSet<&str> = seen.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(sources.contains("entrance"), "{sources:?}");
+    assert!(
+        sources.iter().any(|s| s.starts_with("terminal:")),
+        "{sources:?}"
+    );
+
+    let matching: Value = app.get_json("/v1/settings/matching", ADMIN_KEY).await;
+    let threshold = matching["threshold"].as_f64().unwrap();
+    for recognition in &seen {
+        assert_eq!(recognition["card"]["customer_id"], zhou);
+        assert!(recognition["card"]["score"].as_f64().unwrap() >= threshold);
+        let crop_path = recognition["crop"].as_str().unwrap();
+        let crop = app.get(crop_path, ADMIN_KEY).await;
+        assert_eq!(crop.status(), 200);
+        assert_eq!(crop.headers()["content-type"], "image/jpeg");
+        assert_eq!(crop.headers()["cache-control"], "no-store");
+        let face = image::load_from_memory(&crop.bytes().await.unwrap()).unwrap();
+        assert!(face.width().max(face.height()) <= 160, "small");
+        assert!(face.width().min(face.height()) >= 32, "still a face");
+        // faces are for store IT only
+        assert_eq!(app.get(crop_path, TERMINAL_KEY).await.status(), 403);
+        assert_eq!(app.get(crop_path, "").await.status(), 401);
+    }
+    assert_eq!(
+        app.get("/v1/live/999999/crop", ADMIN_KEY).await.status(),
+        404
+    );
+
+    // the console's stream is not a terminal's: glasses-1 still has nobody listening
+    let terminals: Value = app.get_json("/v1/terminals", ADMIN_KEY).await;
+    assert_eq!(terminals[0]["subscribers"], 0, "{terminals}");
+
+    // erasing the customer erases the crops the console could still fetch
+    assert_eq!(
+        app.delete(&format!("/v1/customers/{zhou}"), ADMIN_KEY)
+            .await
+            .status(),
+        204
+    );
+    for recognition in &seen {
+        let crop = app
+            .get(recognition["crop"].as_str().unwrap(), ADMIN_KEY)
+            .await;
+        assert_eq!(crop.status(), 404);
+    }
+}
