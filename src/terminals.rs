@@ -2,6 +2,7 @@
 //! once per visit (a cool-down per customer and terminal), not once per frame.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,16 +43,49 @@ const BACKLOG: usize = 64;
 pub struct TerminalHealth {
     pub id: String,
     pub cameras: Vec<String>,
-    /// open event streams (0: the glasses are off or not connected)
-    pub subscribers: usize,
+    /// event streams opened with a terminal key (0: the glasses are off or not connected)
+    pub glasses: usize,
+    /// other open streams: the console's previews
+    pub previews: usize,
+}
+
+/// Who opened a terminal's event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Glasses,
+    /// store IT watching what the glasses would show: sees every card, but a customer is not
+    /// "told" until the glasses themselves heard
+    Preview,
+}
+
+struct Channel {
+    sender: broadcast::Sender<Arc<Announcement>>,
+    glasses: Arc<AtomicUsize>,
+}
+
+/// An open event stream; the glasses count as connected while it lasts.
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<Arc<Announcement>>,
+    pub connected: Connected,
+}
+
+pub struct Connected(Option<Arc<AtomicUsize>>);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Some(glasses) = &self.0 {
+            glasses.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 pub struct Terminals {
     settings: Vec<TerminalSettings>,
-    channels: HashMap<String, broadcast::Sender<Arc<Announcement>>>,
+    channels: HashMap<String, Channel>,
     by_camera: HashMap<String, Vec<String>>,
     cooldown: Duration,
-    announced: Mutex<HashMap<(String, i64), Instant>>,
+    /// (terminal, customer) → when, and whether the glasses were among those told
+    announced: Mutex<HashMap<(String, i64), (Instant, bool)>>,
 }
 
 impl Terminals {
@@ -69,7 +103,13 @@ impl Terminals {
             settings: terminals.to_vec(),
             channels: terminals
                 .iter()
-                .map(|t| (t.id.clone(), broadcast::channel(BACKLOG).0))
+                .map(|t| {
+                    let channel = Channel {
+                        sender: broadcast::channel(BACKLOG).0,
+                        glasses: Arc::new(AtomicUsize::new(0)),
+                    };
+                    (t.id.clone(), channel)
+                })
                 .collect(),
             by_camera,
             cooldown,
@@ -77,24 +117,38 @@ impl Terminals {
         }
     }
 
-    pub fn subscribe(&self, terminal: &str) -> Option<broadcast::Receiver<Arc<Announcement>>> {
-        self.channels.get(terminal).map(|c| c.subscribe())
+    pub fn subscribe(&self, terminal: &str, viewer: Viewer) -> Option<Subscription> {
+        let channel = self.channels.get(terminal)?;
+        let connected = (viewer == Viewer::Glasses).then(|| {
+            channel.glasses.fetch_add(1, Ordering::Relaxed);
+            channel.glasses.clone()
+        });
+        Some(Subscription {
+            receiver: channel.sender.subscribe(),
+            connected: Connected(connected),
+        })
     }
 
     pub fn health(&self) -> Vec<TerminalHealth> {
         self.settings
             .iter()
-            .map(|t| TerminalHealth {
-                id: t.id.clone(),
-                cameras: t.cameras.clone(),
-                subscribers: self.channels[&t.id].receiver_count(),
+            .map(|t| {
+                let channel = &self.channels[&t.id];
+                let glasses = channel.glasses.load(Ordering::Relaxed);
+                TerminalHealth {
+                    id: t.id.clone(),
+                    cameras: t.cameras.clone(),
+                    glasses,
+                    previews: channel.sender.receiver_count().saturating_sub(glasses),
+                }
             })
             .collect()
     }
 
     /// Tells every terminal bound to `camera` about the customer, unless it was told within the
-    /// cool-down. A terminal with nobody listening is not counted as told. Returns how many
-    /// terminals were told.
+    /// cool-down. A terminal with nobody listening is not counted as told, and one with only
+    /// previews listening is told again once its glasses connect. Returns how many terminals
+    /// were told.
     pub fn announce(
         &self,
         camera: &str,
@@ -108,11 +162,15 @@ impl Terminals {
         };
         let now = Instant::now();
         let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
-        announced.retain(|_, at| now.duration_since(*at) < self.cooldown);
+        announced.retain(|_, (at, _)| now.duration_since(*at) < self.cooldown);
         let mut told = 0;
         for terminal in terminals {
+            let channel = &self.channels[terminal];
+            let glasses = channel.glasses.load(Ordering::Relaxed) > 0;
             let key = (terminal.clone(), card.customer_id);
-            if announced.contains_key(&key) {
+            if let Some(&(_, glasses_told)) = announced.get(&key)
+                && (glasses_told || !glasses)
+            {
                 continue;
             }
             let announcement = Arc::new(Announcement {
@@ -123,8 +181,8 @@ impl Terminals {
                 frame_at,
                 frame_arrived,
             });
-            if self.channels[terminal].send(announcement).is_ok() {
-                announced.insert(key, now);
+            if channel.sender.send(announcement).is_ok() {
+                announced.insert(key, (now, glasses));
                 told += 1;
             }
         }
@@ -165,8 +223,8 @@ mod tests {
     #[test]
     fn a_customer_is_announced_once_per_terminal_within_the_cooldown() {
         let t = terminals(Duration::from_secs(600));
-        let mut a = t.subscribe("a").unwrap();
-        let mut b = t.subscribe("b").unwrap();
+        let mut a = t.subscribe("a", Viewer::Glasses).unwrap().receiver;
+        let mut b = t.subscribe("b", Viewer::Glasses).unwrap().receiver;
         assert_eq!(announce(&t, "door", 1), 2);
         assert_eq!(announce(&t, "door", 1), 0);
         assert_eq!(announce(&t, "till", 1), 0, "b already heard of 1");
@@ -180,7 +238,7 @@ mod tests {
     #[test]
     fn after_the_cooldown_the_customer_is_announced_again() {
         let t = terminals(Duration::ZERO);
-        let _a = t.subscribe("a").unwrap();
+        let _a = t.subscribe("a", Viewer::Glasses).unwrap();
         assert_eq!(announce(&t, "door", 1), 1);
         assert_eq!(announce(&t, "door", 1), 1);
     }
@@ -189,13 +247,35 @@ mod tests {
     fn nobody_listening_is_not_told_and_unbound_cameras_tell_nobody() {
         let t = terminals(Duration::from_secs(600));
         assert_eq!(announce(&t, "door", 1), 0);
-        let _b = t.subscribe("b").unwrap();
+        let _b = t.subscribe("b", Viewer::Glasses).unwrap();
         assert_eq!(
             announce(&t, "door", 1),
             1,
             "not marked as told while nobody listened"
         );
         assert_eq!(announce(&t, "back-office", 3), 0);
-        assert!(t.subscribe("nobody").is_none());
+        assert!(t.subscribe("nobody", Viewer::Glasses).is_none());
+    }
+
+    #[test]
+    fn a_preview_sees_the_card_once_and_the_glasses_still_hear_of_it_when_they_connect() {
+        let t = terminals(Duration::from_secs(600));
+        let mut preview = t.subscribe("a", Viewer::Preview).unwrap().receiver;
+        assert_eq!(announce(&t, "door", 1), 1);
+        assert_eq!(announce(&t, "door", 1), 0, "the preview saw it already");
+        assert_eq!((t.health()[0].glasses, t.health()[0].previews), (0, 1));
+
+        let glasses = t.subscribe("a", Viewer::Glasses).unwrap();
+        let mut heard = glasses.receiver;
+        assert_eq!(t.health()[0].glasses, 1);
+        assert_eq!(announce(&t, "door", 1), 1, "the glasses were not told yet");
+        assert_eq!(announce(&t, "door", 1), 0);
+        assert_eq!(heard.try_recv().unwrap().card.customer_id, 1);
+        assert!(heard.try_recv().is_err());
+        assert_eq!(preview.try_recv().unwrap().card.customer_id, 1);
+        assert_eq!(preview.try_recv().unwrap().card.customer_id, 1);
+
+        drop(glasses.connected);
+        assert_eq!(t.health()[0].glasses, 0, "the glasses went away");
     }
 }

@@ -15,11 +15,11 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::auth::{Action, Caller};
+use super::auth::{Action, Caller, Role};
 use super::{ApiError, AppState, ErrorBody, image_body};
 use crate::capture::{CameraHealth, Offer};
 use crate::service::Recognition;
-use crate::terminals::TerminalHealth;
+use crate::terminals::{TerminalHealth, Viewer};
 
 /// Every face in a frame from a glasses terminal: its box, its quality, and the customer's card
 /// or `unknown` with the reason.
@@ -118,25 +118,38 @@ pub async fn events(
     Path(terminal): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.may(Action::Subscribe)?;
-    let receiver = state
+    let viewer = match caller.role {
+        Role::Terminal => Viewer::Glasses,
+        _ => Viewer::Preview,
+    };
+    let subscription = state
         .service
         .terminals()
-        .subscribe(&terminal)
+        .subscribe(&terminal, viewer)
         .ok_or_else(|| ApiError::UnknownTerminal(terminal.clone()))?;
-    Ok(event_stream(&state, &terminal, "card", receiver))
+    Ok(event_stream(
+        &state,
+        &terminal,
+        "card",
+        subscription.receiver,
+        subscription.connected,
+    ))
 }
 
 /// Server-Sent Events from a broadcast channel: `ready` (with `subscriber` as data) once
 /// subscribed, then one `kind` event per message, and a comment when a slow reader missed some.
-pub fn event_stream<T: Serialize + Send + Sync + 'static>(
+/// `held` lives exactly as long as the stream: until the client goes away.
+pub fn event_stream<T: Serialize + Send + Sync + 'static, H: Send + 'static>(
     state: &AppState,
     subscriber: &str,
     kind: &'static str,
     receiver: broadcast::Receiver<Arc<T>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<T>> {
+    held: H,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<T, H>> {
     let ready = Event::default().event("ready").data(subscriber);
     let subscriber = subscriber.to_owned();
     let messages = BroadcastStream::new(receiver).map(move |message| {
+        let _held = &held;
         Ok(match message {
             Ok(message) => Event::default()
                 .event(kind)

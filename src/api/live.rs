@@ -25,7 +25,13 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.may(Action::WatchLive)?;
     let receiver = state.service.live().subscribe();
-    Ok(event_stream(&state, &caller.who(), "recognition", receiver))
+    Ok(event_stream(
+        &state,
+        &caller.who(),
+        "recognition",
+        receiver,
+        (),
+    ))
 }
 
 /// The face crop of a live recognition (JPEG), while it is kept.

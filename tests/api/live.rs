@@ -56,7 +56,11 @@ async fn the_console_sees_each_recognition_once_with_its_score_and_face_crop() {
 
     // the console's stream is not a terminal's: glasses-1 still has nobody listening
     let terminals: Value = app.get_json("/v1/terminals", ADMIN_KEY).await;
-    assert_eq!(terminals[0]["subscribers"], 0, "{terminals}");
+    assert_eq!(
+        (&terminals[0]["glasses"], &terminals[0]["previews"]),
+        (&Value::from(0), &Value::from(0)),
+        "{terminals}"
+    );
 
     // erasing the customer erases the crops the console could still fetch
     assert_eq!(

@@ -50,6 +50,40 @@ async fn a_pushed_frame_reaches_the_bound_terminal_once_per_visit() {
 }
 
 #[tokio::test]
+async fn a_console_preview_does_not_use_up_the_glasses_greeting() {
+    let app = spawn_app(|_| {}).await;
+    app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    // store IT previews glasses-1 while the glasses themselves are off
+    let (mut preview, _) = app
+        .open_events("/v1/terminals/glasses-1/events", ADMIN_KEY)
+        .await;
+    let push = || async {
+        let response = app
+            .push_frame("entrance", demo("sample5.jpg"), CAMERA_KEY)
+            .await;
+        assert_eq!(response.status(), 202);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    };
+    push().await;
+    push().await;
+    let seen = preview.cards_within(Duration::from_secs(3)).await;
+    assert_eq!(names(&seen), HashMap::from([("Zhou Min".to_owned(), 1)]));
+
+    // the glasses come on while the customer is still in view: they are greeted all the same
+    let mut glasses = app.subscribe("glasses-1").await;
+    let terminals = app.get_json("/v1/terminals", ADMIN_KEY).await;
+    assert_eq!(
+        (&terminals[0]["glasses"], &terminals[0]["previews"]),
+        (&Value::from(1), &Value::from(1)),
+        "{terminals}"
+    );
+    push().await;
+    push().await;
+    let heard = glasses.cards_within(Duration::from_secs(3)).await;
+    assert_eq!(names(&heard), HashMap::from([("Zhou Min".to_owned(), 1)]));
+}
+
+#[tokio::test]
 async fn a_replayed_camera_announces_each_customer_exactly_once() {
     let frames = tempfile::tempdir().unwrap();
     // Zhou Min, someone else, then Zhou Min again and again
