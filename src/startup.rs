@@ -39,15 +39,16 @@ impl Application {
         let service = Arc::new(service);
         let keys = Keys::load(&service.settings.auth, &service.settings.gallery.data_dir)?;
         crate::telemetry::metrics();
+        let stop = CancellationToken::new();
         let app = api::router(AppState {
             service: service.clone(),
             keys: Arc::new(keys),
+            stop: stop.clone(),
         });
         let listener = std::net::TcpListener::bind(&bind)
             .with_context(|| format!("cannot listen on {bind}"))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
-        let stop = CancellationToken::new();
         let server: ServerFuture = match &tls {
             Some((cert, key)) => {
                 // one process-wide crypto provider; a second install (tests) is harmless

@@ -138,7 +138,7 @@ pub async fn events(
 
 /// Server-Sent Events from a broadcast channel: `ready` (with `subscriber` as data) once
 /// subscribed, then one `kind` event per message, and a comment when a slow reader missed some.
-/// `held` lives exactly as long as the stream: until the client goes away.
+/// `held` lives exactly as long as the stream: until the client goes away or the service stops.
 pub fn event_stream<T: Serialize + Send + Sync + 'static, H: Send + 'static>(
     state: &AppState,
     subscriber: &str,
@@ -162,6 +162,8 @@ pub fn event_stream<T: Serialize + Send + Sync + 'static, H: Send + 'static>(
         })
     });
     let keepalive = Duration::from_secs(state.service.settings.server.keepalive_s.max(1));
-    Sse::new(futures_util::stream::once(async { Ok(ready) }).chain(messages))
-        .keep_alive(KeepAlive::new().interval(keepalive))
+    let events = futures_util::stream::once(async { Ok(ready) })
+        .chain(messages)
+        .take_until(state.stop.clone().cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive))
 }

@@ -19,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -31,6 +32,9 @@ use crate::service::{Photo, Service};
 pub struct AppState {
     pub service: Arc<Service>,
     pub keys: Arc<Keys>,
+    /// cancelled when the service stops: event streams end then, or a graceful shutdown would
+    /// wait for every pair of glasses to hang up
+    pub stop: CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {

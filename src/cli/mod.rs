@@ -309,8 +309,15 @@ fn serve(mut settings: Settings, bind: Option<String>, replay: Option<PathBuf>) 
             "greeter: serving on {scheme}://0.0.0.0:{} (Ctrl-C stops)",
             app.port()
         );
+        // Ctrl-C, or SIGTERM from systemd or docker
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
             stop.cancel();
         });
         app.run_until_stopped().await?;

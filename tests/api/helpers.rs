@@ -19,9 +19,11 @@ pub const ADMIN_KEY: &str = "admin-key-for-tests-0000004";
 
 pub struct TestApp {
     pub address: String,
+    pub port: u16,
     pub client: reqwest::Client,
     pub data: tempfile::TempDir,
     stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -62,14 +64,16 @@ async fn start(settings: Settings, data: Option<tempfile::TempDir>) -> TestApp {
     let app = Application::build(settings)
         .await
         .expect("the service starts (run scripts/setup.sh first)");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let port = app.port();
     let stop = app.stop_token();
-    tokio::spawn(app.run_until_stopped());
+    let server = tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
+        address: format!("http://127.0.0.1:{port}"),
+        port,
         client: reqwest::Client::new(),
         data,
         stop,
+        server: Some(server),
     }
 }
 
@@ -87,6 +91,17 @@ pub fn image_part(bytes: Vec<u8>, file: &str) -> reqwest::multipart::Part {
 }
 
 impl TestApp {
+    /// Stops the service as Ctrl-C does, and waits until it has (and its port is free).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let server = self.server.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the service stops within 10 s")
+            .unwrap()
+            .expect("the server ends cleanly");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -146,4 +148,15 @@ async fn tls_is_served_when_a_certificate_is_configured() {
         app.client.get(app.url("/healthz")).send().await.is_err(),
         "plain HTTP is not served on a TLS port"
     );
+}
+
+#[tokio::test]
+async fn the_service_stops_promptly_with_glasses_and_a_console_connected() {
+    let app = spawn_app(|_| {}).await;
+    let mut glasses = app.subscribe("glasses-1").await;
+    let (mut console, _) = app.open_events("/v1/live/events", ADMIN_KEY).await;
+    app.stop().await;
+    // the streams end rather than hang: the glasses see the drop and reconnect
+    assert!(glasses.next(Duration::from_secs(5)).await.is_none());
+    assert!(console.next(Duration::from_secs(5)).await.is_none());
 }

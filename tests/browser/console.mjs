@@ -1,6 +1,7 @@
 // The console and the terminal page in a real headless Chromium (Debian's, via playwright-core).
 // Run by tests/api/console.rs against a live greeter; environment: BASE, ADMIN_KEY, TERMINAL_KEY,
 // PORTRAIT (a photo to enrol), FRAME (a photo with that face), SHOTS (screenshot folder).
+// It prints "restart the service" when the test should restart greeter on the same port.
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync } from "node:fs";
 
@@ -15,8 +16,15 @@ const step = async (name, work) => {
   try { await work(); } catch (e) { console.error(`step "${name}" failed: ${e.message}`); await browser.close(); process.exit(1); }
   console.log(`ok: ${name}`);
 };
+const push = async () => {
+  const pushed = await fetch(`${BASE}/v1/cameras/entrance/frames`, {
+    method: "POST", headers: { Authorization: `Bearer ${TERMINAL_KEY}` }, body: readFileSync(FRAME),
+  });
+  if (pushed.status !== 202) throw new Error(`push answered ${pushed.status}`);
+};
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const glasses = await browser.newPage({ viewport: { width: 800, height: 480 } });
   page.setDefaultTimeout(15000);
   await step("a wrong key shows nothing", async () => {
     await page.goto(`${BASE}/console`);
@@ -58,13 +66,9 @@ try {
     await page.screenshot({ path: `${SHOTS}/cameras.png` });
   });
   await step("the terminal page shows the card of a recognised customer", async () => {
-    const glasses = await browser.newPage({ viewport: { width: 800, height: 480 } });
     await glasses.goto(`${BASE}/terminal/glasses-1#key=${TERMINAL_KEY}`);
     await glasses.waitForSelector("#status:has-text('listening')");
-    const pushed = await fetch(`${BASE}/v1/cameras/entrance/frames`, {
-      method: "POST", headers: { Authorization: `Bearer ${TERMINAL_KEY}` }, body: readFileSync(FRAME),
-    });
-    if (pushed.status !== 202) throw new Error(`push answered ${pushed.status}`);
+    await push();
     await glasses.waitForSelector("#name:has-text('Browser Customer')");
     await glasses.screenshot({ path: `${SHOTS}/terminal.png` });
   });
@@ -81,6 +85,17 @@ try {
     await page.waitForSelector("#preview-terminal option[value=glasses-1]", { state: "attached" });
     await page.frameLocator("#preview-frame").locator("#name", { hasText: "Browser Customer" }).waitFor();
     await page.screenshot({ path: `${SHOTS}/preview.png` });
+  });
+  await step("after a restart the terminal page and the live page reconnect by themselves", async () => {
+    await page.click("button[data-tab=live]");
+    console.log("restart the service");
+    await glasses.waitForSelector("#status:has-text('reconnecting')");
+    await glasses.waitForSelector("#status:has-text('listening')", { timeout: 40000 });
+    await glasses.waitForSelector("#name:empty", { state: "attached" });
+    await page.waitForSelector("#live-status:has-text('watching')", { timeout: 40000 });
+    await push();
+    await glasses.waitForSelector("#name:has-text('Browser Customer')");
+    await page.locator("#live-cards .live", { hasText: "Browser Customer" }).nth(1).waitFor();
   });
 } finally {
   await browser.close();
