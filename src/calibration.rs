@@ -186,7 +186,11 @@ pub fn calibrate(
     current.at_threshold = point(rules.threshold);
     let mut warnings = Vec::new();
     let people_with_pairs = people.iter().filter(|p| p.embeddings.len() >= 2).count();
-    if genuine.len() < 50 {
+    if genuine.is_empty() {
+        warnings.push(
+            "no genuine pairs yet (they need a customer with 2+ portraits): the false-reject rates are unknown".into(),
+        );
+    } else if genuine.len() < 50 {
         warnings.push(format!(
             "only {} genuine pairs (from {people_with_pairs} people with 2+ portraits): the false-reject rates are rough",
             genuine.len()
@@ -195,7 +199,11 @@ pub fn calibrate(
     // the per-customer FAR that keeps the wrong-name rate under the target for N customers
     let needed_far = 1.0 - (1.0 - target_wrong_name).powf(1.0 / customers.max(1) as f64);
     let resolvable = RULE_OF_THREE / impostor.len().max(1) as f64;
-    if needed_far < resolvable {
+    if impostor.is_empty() {
+        warnings.push(
+            "no impostor comparisons yet (they need 2+ enrolled people): the false-accept and wrong-name rates are unknown".into(),
+        );
+    } else if needed_far < resolvable {
         warnings.push(format!(
             "the target needs a per-customer false-accept rate of {needed_far:.1e}, but {} impostor comparisons can only show rates down to about {resolvable:.1e}: the recommended threshold is where no impostor scored, not a verified rate — add labelled photos of more people",
             impostor.len()
@@ -366,14 +374,26 @@ mod tests {
         let large = calibrate(&people, &rules(0.9, 0.03), 10_000, 1e-3);
         assert!(at(&large, 0.5).wrong_name > at(&small, 0.5).wrong_name);
         assert!(large.recommended_threshold.unwrap() >= small.recommended_threshold.unwrap());
+        assert_warns(&large, "the target needs a per-customer false-accept rate");
+    }
+
+    fn assert_warns(calibration: &Calibration, start: &str) {
         assert!(
-            large
-                .warnings
-                .iter()
-                .any(|w| w.contains("impostor comparisons")),
-            "{:?}",
-            large.warnings
+            calibration.warnings.iter().any(|w| w.starts_with(start)),
+            "no warning {start:?} in {:?}",
+            calibration.warnings
         );
+    }
+
+    #[test]
+    fn one_person_alone_recommends_nothing_and_says_why() {
+        let people = vec![person("a", 0.0, &[0.0, 0.05])];
+        let alone = calibrate(&people, &rules(0.9, 0.03), 1, 1e-3);
+        assert_eq!((alone.genuine_pairs, alone.impostor_comparisons), (1, 0));
+        assert_eq!(alone.recommended_threshold, None);
+        assert_warns(&alone, "no impostor comparisons yet");
+        let nobody_twice = calibrate(&[person("b", 1.0, &[0.0])], &rules(0.9, 0.03), 1, 1e-3);
+        assert_warns(&nobody_twice, "no genuine pairs yet");
     }
 
     #[test]

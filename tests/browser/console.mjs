@@ -52,8 +52,19 @@ try {
   });
   await step("move the threshold and save", async () => {
     await page.click("button[data-tab=threshold]");
-    await page.$eval("#threshold-input", (el) => { el.value = "0.95"; el.dispatchEvent(new Event("input")); });
+    // drag the threshold line on the plot from where it is to 0.95 (x axis: -0.2 → 1 over 40 → 700 px)
+    const plot = await page.locator("#cal-plot").boundingBox();
+    const at = (score) => plot.x + 40 + (score + 0.2) / 1.2 * 660;
+    const line = Number(await page.getAttribute("#threshold-line", "x1"));
+    if (Math.abs(plot.x + line - at(0.93)) > 1) throw new Error(`the line is not at the current threshold: ${line}`);
+    await page.mouse.move(at(0.93), plot.y + 120);
+    await page.mouse.down();
+    await page.mouse.move(at(0.94), plot.y + 120);
+    await page.mouse.move(at(0.95), plot.y + 120);
+    await page.mouse.up();
     await page.waitForSelector("#threshold-value:has-text('0.950')");
+    await page.waitForSelector("#threshold-effect:has-text('At 0.950')");
+    if (Math.abs(Number(await page.getAttribute("#threshold-line", "x1")) + plot.x - at(0.95)) > 1) throw new Error("the line did not move");
     await page.click("#threshold-form button");
     await page.waitForSelector("#threshold-result:has-text('Saved: threshold 0.95')");
     await page.waitForSelector("#audit-rows td:has-text('admin:')");
