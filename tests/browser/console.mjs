@@ -108,6 +108,16 @@ try {
     await glasses.waitForSelector("#name:has-text('Browser Customer')");
     await page.locator("#live-cards .live", { hasText: "Browser Customer" }).nth(1).waitFor();
   });
+  await step("find the customer and erase them", async () => {
+    await page.click("button[data-tab=customers]");
+    await page.fill("#query", "browser");
+    await page.click("#search-form button");
+    const found = page.locator("#customer-rows tr", { hasText: "Browser Customer" });
+    await found.waitFor();
+    page.once("dialog", (dialog) => dialog.accept());
+    await found.locator("button", { hasText: "Delete" }).click();
+    await found.waitFor({ state: "detached" });
+  });
 } finally {
   await browser.close();
 }
