@@ -17,7 +17,7 @@ use crate::crm::Card;
 use crate::vision::{BBox, face_crop_jpeg};
 
 /// A customer who stays in view is shown again after this long, not on every frame.
-const REPEAT: Duration = Duration::from_secs(10);
+const REPEAT: Duration = Duration::from_secs(60);
 /// Crops kept for the console; older ones are forgotten.
 const KEPT_CROPS: usize = 64;
 /// Cards a slow console may fall behind by before it misses some.

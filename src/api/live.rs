@@ -14,7 +14,7 @@ use super::frames::event_stream;
 use super::{ApiError, AppState, ErrorBody};
 
 /// Server-Sent Events for the console: `ready`, then a `recognition` event (a `LiveRecognition`)
-/// for each known customer a camera or terminal sees, once per source within a few seconds.
+/// for each known customer a camera or terminal sees, once per source and minute.
 #[utoipa::path(get, path = "/v1/live/events", tag = "live",
     responses((status = 200, content_type = "text/event-stream", body = crate::live::LiveRecognition),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
