@@ -6,13 +6,26 @@
 
 use serde::Serialize;
 
-use crate::gallery::MatchRules;
+use crate::gallery::matching::{decide, rank_customers};
+use crate::gallery::{Decision, Gallery, GalleryError, MatchRules};
 use crate::vision::similarity;
 
 /// One person's embeddings (portraits, or photos of a labelled folder).
 pub struct Person {
     pub label: String,
     pub embeddings: Vec<Vec<f32>>,
+}
+
+/// The enrolled customers who have portraits, each as a person.
+pub fn enrolled_people(gallery: &Gallery) -> Result<Vec<Person>, GalleryError> {
+    Ok(gallery
+        .embeddings_by_customer()?
+        .into_iter()
+        .map(|(id, embeddings)| Person {
+            label: format!("customer {id}"),
+            embeddings,
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -102,58 +115,45 @@ pub fn calibrate(
         wrong_name: 0,
     };
     for (a, person) in people.iter().enumerate() {
+        let me = a as i64;
         for (i, probe) in person.embeddings.iter().enumerate() {
-            // the probe against its own other embeddings (genuine) and each other person
-            // (impostor, the best of their embeddings, as the matcher sees a customer)
-            let own = person
-                .embeddings
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, e)| similarity(probe, e))
-                .fold(f32::NEG_INFINITY, f32::max);
             for e in person.embeddings.iter().skip(i + 1) {
                 let s = similarity(probe, e);
                 genuine.push(s);
                 genuine_histogram[bin(s)] += 1;
             }
-            let mut others: Vec<f32> = people
+            // the probe as the matcher sees it: every other face, best per person (its own
+            // other faces included), each person an enrolled customer
+            let hits: Vec<(i64, f32)> = people
                 .iter()
                 .enumerate()
-                .filter(|&(b, _)| b != a)
-                .map(|(_, other)| {
+                .flat_map(|(b, other)| {
                     other
                         .embeddings
                         .iter()
-                        .map(|e| similarity(probe, e))
-                        .fold(f32::NEG_INFINITY, f32::max)
+                        .enumerate()
+                        .filter(move |&(j, _)| (b, j) != (a, i))
+                        .map(move |(_, e)| (b as i64, similarity(probe, e)))
                 })
                 .collect();
-            for &s in &others {
-                impostor.push(s);
-                impostor_histogram[bin(s)] += 1;
+            let ranked = rank_customers(&hits, Some);
+            for other in ranked.iter().filter(|c| c.customer_id != me) {
+                impostor.push(other.score);
+                impostor_histogram[bin(other.score)] += 1;
             }
             if person.embeddings.len() >= 2 {
                 current.probes += 1;
-                others.sort_by(|x, y| y.total_cmp(x));
-                let best_other = others.first().copied().unwrap_or(f32::NEG_INFINITY);
-                let (top, runner_up, right) = if own >= best_other {
-                    (own, best_other, true)
-                } else {
-                    (
-                        best_other,
-                        own.max(others.get(1).copied().unwrap_or(f32::NEG_INFINITY)),
-                        false,
-                    )
-                };
-                if top < rules.threshold {
-                    current.below_threshold += 1;
-                } else if top - runner_up < rules.margin {
-                    current.ambiguous += 1;
-                } else if right {
-                    current.right_name += 1;
-                } else {
-                    current.wrong_name += 1;
+                match decide(&ranked, rules) {
+                    Decision::Known { best, .. } if best.customer_id == me => {
+                        current.right_name += 1
+                    }
+                    Decision::Known { .. } => current.wrong_name += 1,
+                    Decision::Unknown { best, .. }
+                        if best.is_some_and(|b| b.score >= rules.threshold) =>
+                    {
+                        current.ambiguous += 1
+                    }
+                    Decision::Unknown { .. } => current.below_threshold += 1,
                 }
             }
         }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::calibration::{self, Calibration, Person};
+use crate::calibration::{self, Calibration};
 use crate::capture::{self, CameraHealth, FrameSlot, Pixels};
 use crate::config::Settings;
 use crate::crm::{Card, Crm, CrmError};
@@ -460,16 +460,7 @@ impl Service {
                 "target must be a rate between 0 and 1, e.g. 0.0001".into(),
             ));
         }
-        let people: Vec<Person> = self
-            .gallery
-            .embeddings_by_customer()?
-            .into_iter()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(c, embeddings)| Person {
-                label: c.display_name,
-                embeddings,
-            })
-            .collect();
+        let people = calibration::enrolled_people(&self.gallery)?;
         let customers = people.len();
         Ok(calibration::calibrate(
             &people,
@@ -485,7 +476,7 @@ impl Service {
         threshold: f32,
         margin: f32,
         who: &str,
-    ) -> Result<(MatchRules, MatchRules), ServiceError> {
+    ) -> Result<MatchRules, ServiceError> {
         if !(0.0..=1.0).contains(&threshold) || !(0.0..=1.0).contains(&margin) {
             return Err(ServiceError::Invalid(format!(
                 "threshold ({threshold}) and margin ({margin}) must be within 0..=1"
@@ -500,7 +491,7 @@ impl Service {
             margin,
             "matching rules changed"
         );
-        Ok((old, self.gallery.rules()))
+        Ok(self.gallery.rules())
     }
 
     /// Records a sale: finds the customer (by id, or by the checkout camera's portrait), enrols

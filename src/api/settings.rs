@@ -95,7 +95,7 @@ pub async fn set_matching(
     let view = state
         .service
         .blocking(move |service| {
-            let (_, new) = service.set_matching(change.threshold, change.margin, &who)?;
+            let new = service.set_matching(change.threshold, change.margin, &who)?;
             Ok(view(new, service.gallery().audit_log(20)?))
         })
         .await?;

@@ -40,15 +40,7 @@ fn labelled_people(pipeline: &Pipeline, settings: &Settings, dir: &Path) -> Resu
 
 pub fn calibrate(settings: &Settings, args: CalibrateArgs, out: Output) -> Result<()> {
     let gallery = super::gallery::open_gallery(settings)?;
-    let mut people: Vec<Person> = gallery
-        .embeddings_by_customer()?
-        .into_iter()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(c, embeddings)| Person {
-            label: format!("customer {}", c.id),
-            embeddings,
-        })
-        .collect();
+    let mut people = calibration::enrolled_people(&gallery)?;
     let enrolled = people.len();
     if let Some(dir) = &args.dir {
         let pipeline = Pipeline::load(settings)?;

@@ -5,7 +5,7 @@ pub mod index;
 pub mod matching;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -133,9 +133,6 @@ pub struct OpenReport {
     /// why the index had to be rebuilt from the store, if it did
     pub rebuilt: Option<String>,
 }
-
-/// A customer and the embeddings of their portraits.
-pub type CustomerFaces = (Customer, Vec<Vec<f32>>);
 
 struct Inner {
     rules: MatchRules,
@@ -381,25 +378,16 @@ impl Gallery {
         self.lock().store.audit_log(limit)
     }
 
-    /// Every customer with the embeddings of their portraits (for calibration).
-    pub fn embeddings_by_customer(&self) -> Result<Vec<CustomerFaces>, GalleryError> {
-        let inner = self.lock();
-        let mut by_customer: HashMap<i64, Vec<Vec<f32>>> = HashMap::new();
-        for p in inner.store.all_portraits()? {
+    /// The embeddings of each customer's portraits, by customer id (for calibration).
+    pub fn embeddings_by_customer(&self) -> Result<BTreeMap<i64, Vec<Vec<f32>>>, GalleryError> {
+        let mut by_customer: BTreeMap<i64, Vec<Vec<f32>>> = BTreeMap::new();
+        for p in self.lock().store.all_portraits()? {
             by_customer
                 .entry(p.customer_id)
                 .or_default()
                 .push(p.embedding);
         }
-        Ok(inner
-            .store
-            .customers("")?
-            .into_iter()
-            .map(|c| {
-                let embeddings = by_customer.remove(&c.id).unwrap_or_default();
-                (c, embeddings)
-            })
-            .collect())
+        Ok(by_customer)
     }
 
     /// Portraits in the store (asking the database) and vectors in the index.

@@ -457,11 +457,18 @@ impl Store {
         Ok(visit_id)
     }
 
-    /// Matching rules saved at run time, if any.
+    /// Matching rules saved at run time, if any (unreadable ones are said, and not used).
     pub fn matching_rules(&self) -> Result<Option<super::MatchRules>, GalleryError> {
-        Ok(self
-            .meta(MATCHING)?
-            .and_then(|json| serde_json::from_str(&json).ok()))
+        let Some(json) = self.meta(MATCHING)? else {
+            return Ok(None);
+        };
+        match serde_json::from_str(&json) {
+            Ok(rules) => Ok(Some(rules)),
+            Err(e) => {
+                tracing::warn!(error = %e, %json, "saved matching rules unreadable: using the config file's");
+                Ok(None)
+            }
+        }
     }
 
     /// Saves new matching rules with an audit entry, in one transaction.

@@ -41,37 +41,33 @@ async fn calibration_evidence_and_a_live_audited_threshold_change_that_survives_
     );
 
     let put = |key: &'static str, body: Value| {
-        app.client
+        let request = app
+            .client
             .put(app.url("/v1/settings/matching"))
             .bearer_auth(key)
             .json(&body)
-            .send()
+            .send();
+        async { request.await.unwrap() }
     };
     assert_eq!(
         put(TERMINAL_KEY, json!({"threshold": 0.5, "margin": 0.0}))
             .await
-            .unwrap()
             .status(),
         403
     );
     assert_eq!(
         put(ADMIN_KEY, json!({"threshold": 1.5, "margin": 0.0}))
             .await
-            .unwrap()
             .status(),
         400
     );
     assert_eq!(
-        put(ADMIN_KEY, json!({"threshold": "high"}))
-            .await
-            .unwrap()
-            .status(),
+        put(ADMIN_KEY, json!({"threshold": "high"})).await.status(),
         400
     );
     // stricter than any real match: Zhou Min is no longer named, at once
     let changed: Value = put(ADMIN_KEY, json!({"threshold": 0.9999, "margin": 0.05}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
