@@ -141,6 +141,7 @@ fn startup_bench(portraits: usize) {
         index_parameters: BTreeMap::new(),
         max_portraits_per_customer: 100,
         search_threads: 1,
+        index_save_s: 5.0,
         keep_crops: false,
     };
     let rules = MatchRules {

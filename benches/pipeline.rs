@@ -64,7 +64,7 @@ fn main() {
     for detector in ["ssd_mobilenetv1", "tiny_face_detector"] {
         let mut settings = settings.clone();
         settings.vision.detector = detector.into();
-        let pipeline = Pipeline::load(&settings).expect("models load");
+        let pipeline = Pipeline::load(&settings.vision, &settings.runtime).expect("models load");
         println!("\n== detector {detector} == (ms: p50 / p90)");
         println!(
             "{:<18} {:>5} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",

@@ -1,4 +1,6 @@
 //! Layered configuration: compiled-in defaults < edge-config/greeter.toml < GREETER_* env.
+//! Each part's settings type belongs to the module it configures; this file only assembles
+//! them, fills in paths and checks what spans parts.
 
 use std::path::{Path, PathBuf};
 
@@ -6,12 +8,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::api::AuthSettings;
+use crate::api::{AuthSettings, ServerSettings};
 use crate::capture::{CameraSettings, SourceSettings};
 use crate::crm::CrmSettings;
+use crate::engine::{EngineSettings, GateSettings};
 use crate::gallery::{GallerySettings, MatchRules};
 use crate::terminals::TerminalSettings;
-use crate::vision::{AlignmentKind, QualityRules};
+use crate::vision::{RuntimeSettings, VisionSettings};
 
 /// The shipped `edge-config/greeter.toml`, so the binary runs with no file on disk.
 pub const DEFAULTS: &str = include_str!("../edge-config/greeter.toml");
@@ -31,36 +34,25 @@ pub struct Settings {
     pub terminals: Vec<TerminalSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ServerSettings {
-    pub bind: String,
-    pub max_body_bytes: usize,
-    pub request_timeout_ms: u64,
-    pub inference_workers: usize,
-    pub inference_queue: usize,
-    pub announce_cooldown_s: u64,
-    pub keepalive_s: u64,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct RuntimeSettings {
-    pub onnxruntime: PathBuf,
-    pub intra_threads: usize,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct VisionSettings {
-    pub models_dir: PathBuf,
-    pub detector: String,
-    pub landmarks: String,
-    pub embedder: String,
-    pub alignment: AlignmentKind,
-    pub detection_threshold: f32,
-    pub retry_padding: f32,
-    pub max_image_pixels: u64,
-    pub quality: QualityRules,
+impl Settings {
+    /// The engine's part of the settings.
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            runtime: self.runtime.clone(),
+            vision: self.vision.clone(),
+            matching: self.matching.clone(),
+            gallery: self.gallery.clone(),
+            crm: self.crm.clone(),
+            gate: GateSettings {
+                workers: self.server.inference_workers,
+                queue: self.server.inference_queue,
+            },
+            cameras: self.cameras.clone(),
+            terminals: self.terminals.clone(),
+            announce_cooldown: std::time::Duration::from_secs(self.server.announce_cooldown_s),
+            index_save_interval: std::time::Duration::from_secs_f64(self.gallery.index_save_s),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +149,11 @@ impl Settings {
         if self.runtime.intra_threads == 0 {
             return Err(ConfigError::OutOfRange(
                 "runtime.intra_threads must be at least 1".into(),
+            ));
+        }
+        if !(self.gallery.index_save_s > 0.0 && self.gallery.index_save_s <= 3600.0) {
+            return Err(ConfigError::OutOfRange(
+                "gallery.index_save_s must be within 0 (excluded) and 3600 seconds".into(),
             ));
         }
         if self.vision.max_image_pixels == 0 {

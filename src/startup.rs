@@ -11,14 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Keys};
 use crate::config::Settings;
-use crate::service::Service;
+use crate::engine::Engine;
 
 type ServerFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 pub struct Application {
     port: u16,
     tls: bool,
-    service: Arc<Service>,
+    engine: Arc<Engine>,
     stop: CancellationToken,
     server: ServerFuture,
 }
@@ -33,15 +33,17 @@ impl Application {
             .tls_cert
             .clone()
             .zip(settings.server.tls_key.clone());
-        let service = tokio::task::spawn_blocking(move || Service::load(settings))
+        let engine_settings = settings.engine();
+        let engine = tokio::task::spawn_blocking(move || Engine::load(engine_settings))
             .await
-            .context("loading the service panicked")??;
-        let service = Arc::new(service);
-        let keys = Keys::load(&service.settings.auth, &service.settings.gallery.data_dir)?;
+            .context("loading the engine panicked")??;
+        let engine = Arc::new(engine);
+        let keys = Keys::load(&settings.auth, &settings.gallery.data_dir)?;
         crate::telemetry::metrics();
         let stop = CancellationToken::new();
         let app = api::router(AppState {
-            service: service.clone(),
+            engine: engine.clone(),
+            server: Arc::new(settings.server.clone()),
             keys: Arc::new(keys),
             stop: stop.clone(),
         });
@@ -83,12 +85,12 @@ impl Application {
                 Box::pin(server)
             }
         };
-        service.start(&stop);
+        engine.start(&stop);
         tracing::info!(port, tls = tls.is_some(), "greeter listening");
         Ok(Application {
             port,
             tls: tls.is_some(),
-            service,
+            engine,
             stop,
             server,
         })
@@ -102,8 +104,8 @@ impl Application {
         self.tls
     }
 
-    pub fn service(&self) -> &Arc<Service> {
-        &self.service
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Cancelling it stops the cameras and shuts the server down gracefully.
@@ -114,6 +116,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.stop.cancel();
+        let engine = self.engine.clone();
+        if let Err(e) = crate::engine::gate::blocking(move || engine.flush()).await {
+            tracing::warn!(error = %crate::telemetry::chain(&e), "vector index not saved at stop (rebuilt from the store at the next start)");
+        }
         result
     }
 }

@@ -125,7 +125,7 @@ fn open_gallery_with_model(
     dir: &Path,
 ) -> (greeter::gallery::Gallery, greeter::gallery::OpenReport) {
     let settings = settings();
-    let (id, dimensions) = greeter::vision::embedder_identity(&settings).unwrap();
+    let (id, dimensions) = greeter::vision::embedder_identity(&settings.vision).unwrap();
     let mut g = settings.gallery.clone();
     g.data_dir = dir.to_owned();
     greeter::gallery::Gallery::open(g, settings.matching.clone(), &id, dimensions).unwrap()

@@ -1,28 +1,31 @@
 //! Customers (consented profiles with portraits) and the till's checkout.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth::{Action, Caller};
-use super::{ApiError, AppState, ErrorBody, Form, is_multipart};
-use crate::crm::Card;
-use crate::gallery::{BasketItem, Customer, Enrolled, Portrait};
-use crate::service::{Checkout, CheckoutReceipt, Enrolment};
+use super::views;
+use super::{ApiError, AppState, Deadline, ErrorBody, Form, is_multipart};
+use crate::engine::gate::blocking;
+use crate::engine::{Checkout, CheckoutReceipt, CustomerRecord, Enrolment};
+use crate::gallery::{BasketItem, Customer, Enrolled};
 
 /// Enrols a customer: profile, consent and one or more portraits (the largest face of each).
 #[utoipa::path(post, path = "/v1/customers", tag = "customers",
     request_body(content_type = "multipart/form-data", description =
         "fields: name, consent (how it was given), consent_by?, external_ref?, force?, \
          gender? (female/male), birth_year?, body_type?; one or more image files (any field name)"),
-    responses((status = 201, body = EnrolledBody),
+    responses((status = 201, body = views::Enrolled),
         (status = 400, description = "missing name or consent, no portrait, bad image", body = ErrorBody),
         (status = 409, description = "the face is an existing customer's", body = ErrorBody),
         (status = 422, description = "no face, or face quality too low", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create(
     caller: Caller,
+    deadline: Deadline,
     State(state): State<AppState>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
@@ -41,9 +44,13 @@ pub async fn create(
         force: form.flag("force")?,
         photos: form.photos,
     };
+    let customers = state.engine.customers.clone();
     let enrolled = state
-        .service
-        .infer(true, move |service| service.enrol(enrolment))
+        .engine
+        .gate
+        .run(deadline.caller(), move |claim| {
+            customers.enrol(enrolment, claim)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
@@ -52,33 +59,29 @@ pub async fn create(
 #[utoipa::path(post, path = "/v1/customers/{id}/portraits", tag = "customers",
     params(("id" = i64, Path)),
     request_body(content_type = "multipart/form-data", description = "image files; force?"),
-    responses((status = 201, body = EnrolledBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = views::Enrolled), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn add_portraits(
     caller: Caller,
+    deadline: Deadline,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     caller.may(Action::Enrol)?;
+    let Path(id) = id?;
     let form = Form::read(multipart).await?;
     let force = form.flag("force")?;
+    let customers = state.engine.customers.clone();
     let added = state
-        .service
-        .infer(true, move |service| {
-            service.add_portraits(id, &form.photos, force)
+        .engine
+        .gate
+        .run(deadline.caller(), move |claim| {
+            customers.add_portraits(id, &form.photos, force, claim)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(added)))
-}
-
-/// What the OpenAPI document says an enrolment returns.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EnrolledBody {
-    pub customer_id: i64,
-    pub portrait_ids: Vec<i64>,
-    pub dropped_portraits: Vec<i64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -93,21 +96,13 @@ pub struct SearchQuery {
 pub async fn search(
     caller: Caller,
     State(state): State<AppState>,
-    Query(query): Query<SearchQuery>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Customer>>, ApiError> {
     caller.may(Action::ReadCustomers)?;
-    let customers = state
-        .service
-        .blocking(move |service| Ok(service.gallery().customers(&query.query)?))
-        .await?;
-    Ok(Json(customers))
-}
-
-#[derive(Serialize)]
-pub struct CustomerView {
-    customer: Customer,
-    portraits: Vec<Portrait>,
-    card: Card,
+    let Query(query) = query?;
+    let customers = state.engine.customers.clone();
+    let found = blocking(move || customers.search(&query.query)).await?;
+    Ok(Json(found))
 }
 
 /// A customer with their portraits and the card the glasses would show.
@@ -117,21 +112,12 @@ pub struct CustomerView {
 pub async fn show(
     caller: Caller,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<CustomerView>, ApiError> {
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<CustomerRecord>, ApiError> {
     caller.may(Action::ReadCustomers)?;
-    let view = state
-        .service
-        .blocking(move |service| {
-            let (customer, portraits) = service.gallery().customer(id)?;
-            Ok(CustomerView {
-                customer,
-                portraits,
-                card: service.card_of(id)?,
-            })
-        })
-        .await?;
-    Ok(Json(view))
+    let Path(id) = id?;
+    let customers = state.engine.customers.clone();
+    Ok(Json(blocking(move || customers.show(id)).await?))
 }
 
 /// Erases the customer: profile, portraits, vectors, face crops, visits and purchases.
@@ -141,13 +127,12 @@ pub async fn show(
 pub async fn delete(
     caller: Caller,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     caller.may(Action::DeleteCustomer)?;
-    state
-        .service
-        .blocking(move |service| service.delete_customer(id))
-        .await?;
+    let Path(id) = id?;
+    let customers = state.engine.customers.clone();
+    blocking(move || customers.delete(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -165,11 +150,12 @@ pub struct CheckoutJson {
 #[utoipa::path(post, path = "/v1/checkout", tag = "customers",
     request_body(content = CheckoutJson, description = "or multipart/form-data: portrait file, \
         customer_id?, basket (JSON), consent?, name?, camera?"),
-    responses((status = 200, body = CheckoutReceipt), (status = 400, body = ErrorBody),
+    responses((status = 200, body = views::CheckoutReceipt), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn checkout(
     caller: Caller,
+    deadline: Deadline,
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<CheckoutReceipt>, ApiError> {
@@ -203,9 +189,7 @@ pub async fn checkout(
             camera,
         }
     } else {
-        let Json(body) = Json::<CheckoutJson>::from_request(request, &state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let Json(body) = Json::<CheckoutJson>::from_request(request, &state).await?;
         Checkout {
             customer_id: Some(body.customer_id),
             portrait: None,
@@ -216,9 +200,13 @@ pub async fn checkout(
             camera: body.camera,
         }
     };
+    let till = state.engine.till.clone();
     let receipt = state
-        .service
-        .infer(true, move |service| service.checkout(checkout))
+        .engine
+        .gate
+        .run(deadline.caller(), move |claim| {
+            till.checkout(checkout, claim)
+        })
         .await?;
     Ok(Json(receipt))
 }
@@ -240,9 +228,7 @@ pub async fn import_catalog(
     let bytes = bytes::Bytes::from_request(request, &state).await?;
     let body = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::BadRequest("the catalogue is not UTF-8 text".into()))?;
-    let report = state
-        .service
-        .blocking(move |service| Ok(service.crm().import_catalog(&body)?))
-        .await?;
+    let admin = state.engine.admin.clone();
+    let report = blocking(move || admin.import_catalog(&body)).await?;
     Ok(Json(report))
 }

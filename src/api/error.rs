@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::multipart::MultipartError;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::auth::{Action, Role};
 use crate::crm::CrmError;
 use crate::crm::catalog::CatalogError;
+use crate::engine::EngineError;
 use crate::gallery::{GalleryError, Refusal};
-use crate::service::ServiceError;
 use crate::vision::decode::DecodeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,18 @@ pub enum ApiError {
     UnknownTerminal(String),
     #[error("face crop {0} is no longer kept (only the latest recognitions' are)")]
     CropGone(u64),
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
+    #[error("the request has no deadline (a server bug)")]
+    NoDeadline,
+    #[error("bad path")]
+    Path(#[from] PathRejection),
+    #[error("bad query")]
+    Query(#[from] QueryRejection),
+    #[error("bad JSON body")]
+    Json(#[from] JsonRejection),
     #[error("cannot read the request body")]
     Body(#[from] BytesRejection),
     #[error("not a multipart form")]
@@ -35,7 +47,7 @@ pub enum ApiError {
     #[error("cannot read the form")]
     Multipart(#[from] MultipartError),
     #[error(transparent)]
-    Service(#[from] ServiceError),
+    Engine(#[from] EngineError),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -49,37 +61,51 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnknownTerminal(_) | ApiError::CropGone(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownTerminal(_) | ApiError::CropGone(_) | ApiError::NoRoute => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NoDeadline => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Path(rejection) => rejection.status(),
+            ApiError::Query(rejection) => rejection.status(),
+            ApiError::Json(JsonRejection::MissingJsonContentType(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            // a body that is not JSON, or not the right JSON: the caller's to fix either way
+            ApiError::Json(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(rejection) => rejection.status(),
             ApiError::Form(rejection) => rejection.status(),
             ApiError::Multipart(e) => e.status(),
-            ApiError::Service(e) => service_status(e),
+            ApiError::Engine(e) => engine_status(e),
         }
     }
 }
 
-fn service_status(error: &ServiceError) -> StatusCode {
+fn engine_status(error: &EngineError) -> StatusCode {
     match error {
-        ServiceError::Decode {
+        EngineError::Decode {
             source: DecodeError::TooLarge { .. },
             ..
         } => StatusCode::PAYLOAD_TOO_LARGE,
-        ServiceError::Decode { .. } | ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ServiceError::NoFace { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        ServiceError::UnknownCamera(_) => StatusCode::NOT_FOUND,
-        ServiceError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-        ServiceError::Gallery(e) => gallery_status(e),
-        ServiceError::Crm(e) => match e {
+        EngineError::Decode { .. } | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
+        // a file the CLI names: the engine reads no paths for HTTP callers
+        EngineError::Read { .. } => StatusCode::BAD_REQUEST,
+        EngineError::TimedOut | EngineError::Abandoned => StatusCode::REQUEST_TIMEOUT,
+        EngineError::NoFace { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        EngineError::UnknownCamera(_) => StatusCode::NOT_FOUND,
+        EngineError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::Gallery(e) => gallery_status(e),
+        EngineError::Crm(e) => match e {
             CrmError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
             CrmError::Invalid(_)
             | CrmError::Catalog(CatalogError::Csv(_) | CatalogError::Json(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            CrmError::Catalog(CatalogError::Store(_)) | CrmError::Store(_) | CrmError::Open(_) => {
+            CrmError::Catalog(CatalogError::Store(_)) | CrmError::Store(_) | CrmError::Db(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         },
-        ServiceError::Vision(_) | ServiceError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        EngineError::Vision(_) | EngineError::Panicked(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -94,7 +120,8 @@ fn gallery_status(error: &GalleryError) -> StatusCode {
             Refusal::Duplicate { .. } => StatusCode::CONFLICT,
         },
         GalleryError::Store(_)
-        | GalleryError::Migration(_)
+        | GalleryError::Db(_)
+        | GalleryError::NotReembedded { .. }
         | GalleryError::Index(_)
         | GalleryError::Io { .. }
         | GalleryError::ModelMismatch { .. }

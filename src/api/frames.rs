@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,9 +17,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::auth::{Action, Caller, Role};
-use super::{ApiError, AppState, ErrorBody, image_body};
+use super::{ApiError, AppState, Deadline, ErrorBody, image_body};
 use crate::capture::{CameraHealth, Offer};
-use crate::service::Recognition;
+use crate::engine::Recognition;
 use crate::terminals::{TerminalHealth, Viewer};
 
 /// Every face in a frame from a glasses terminal: its box, its quality, and the customer's card
@@ -27,14 +28,16 @@ use crate::terminals::{TerminalHealth, Viewer};
     request_body(content = Vec<u8>, content_type = "image/jpeg",
         description = "a JPEG, PNG or WebP frame, as the raw body or the one file of a multipart form"),
     responses(
-        (status = 200, body = Recognition),
+        (status = 200, body = super::views::Recognition),
         (status = 400, description = "not a decodable image", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 408, description = "not analysed in time: retry", body = ErrorBody),
         (status = 413, description = "body or image above the limits", body = ErrorBody),
         (status = 503, description = "overloaded: retry after the Retry-After seconds", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn recognize(
     caller: Caller,
+    deadline: Deadline,
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<Recognition>, ApiError> {
@@ -42,10 +45,12 @@ pub async fn recognize(
     let image = image_body(request, &state).await?;
     let started = std::time::Instant::now();
     let source = caller.who();
+    let recognizer = state.engine.recognizer.clone();
     let recognition = state
-        .service
-        .infer(true, move |service| {
-            service.recognize_bytes(&image, &source)
+        .engine
+        .gate
+        .run(deadline.caller(), move |_| {
+            recognizer.recognize_bytes(&image, &source)
         })
         .await?;
     metrics::histogram!("greeter_recognize_seconds").record(started.elapsed().as_secs_f64());
@@ -69,12 +74,13 @@ pub struct Pushed {
 pub async fn push(
     caller: Caller,
     State(state): State<AppState>,
-    Path(camera): Path<String>,
+    camera: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<(StatusCode, Json<Pushed>), ApiError> {
     caller.may(Action::PushFrames)?;
+    let Path(camera) = camera?;
     let image = image_body(request, &state).await?;
-    let frame = match state.service.push_frame(&camera, image)? {
+    let frame = match state.engine.cameras.push(&camera, image)? {
         Offer::Queued => "queued",
         Offer::Replaced => "replaced",
         Offer::Skipped => "skipped",
@@ -90,7 +96,7 @@ pub async fn cameras(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<CameraHealth>>, ApiError> {
     caller.may(Action::ReadCameras)?;
-    Ok(Json(state.service.camera_health()))
+    Ok(Json(state.engine.cameras.health()))
 }
 
 /// Every terminal: the cameras it hears about and how many event streams it has open.
@@ -101,7 +107,7 @@ pub async fn terminals(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<TerminalHealth>>, ApiError> {
     caller.may(Action::ReadCameras)?;
-    Ok(Json(state.service.terminals().health()))
+    Ok(Json(state.engine.terminals.health()))
 }
 
 /// Server-Sent Events for one terminal: `ready` once subscribed, then a `card` event (an
@@ -115,16 +121,17 @@ pub async fn terminals(
 pub async fn events(
     caller: Caller,
     State(state): State<AppState>,
-    Path(terminal): Path<String>,
+    terminal: Result<Path<String>, PathRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.may(Action::Subscribe)?;
+    let Path(terminal) = terminal?;
     let viewer = match caller.role {
         Role::Terminal => Viewer::Glasses,
         _ => Viewer::Preview,
     };
     let subscription = state
-        .service
-        .terminals()
+        .engine
+        .terminals
         .subscribe(&terminal, viewer)
         .ok_or_else(|| ApiError::UnknownTerminal(terminal.clone()))?;
     Ok(event_stream(
@@ -161,7 +168,7 @@ pub fn event_stream<T: Serialize + Send + Sync + 'static, H: Send + 'static>(
             }
         })
     });
-    let keepalive = Duration::from_secs(state.service.settings.server.keepalive_s.max(1));
+    let keepalive = Duration::from_secs(state.server.keepalive_s.max(1));
     let events = futures_util::stream::once(async { Ok(ready) })
         .chain(messages)
         .take_until(state.stop.clone().cancelled_owned());

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -24,7 +25,7 @@ pub async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.may(Action::WatchLive)?;
-    let receiver = state.service.live().subscribe();
+    let receiver = state.engine.live.subscribe();
     Ok(event_stream(
         &state,
         &caller.who(),
@@ -44,14 +45,11 @@ pub async fn events(
 pub async fn crop(
     caller: Caller,
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    id: Result<Path<u64>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.may(Action::WatchLive)?;
-    let jpeg = state
-        .service
-        .live()
-        .crop(id)
-        .ok_or(ApiError::CropGone(id))?;
+    let Path(id) = id?;
+    let jpeg = state.engine.live.crop(id).ok_or(ApiError::CropGone(id))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),

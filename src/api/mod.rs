@@ -1,5 +1,6 @@
 //! The HTTP API (axum): the only module that knows HTTP. Handlers parse the request, check the
-//! caller's role, and hand the work to `Service`.
+//! caller's role, and hand the work to one of the engine's rooms; response views (with their
+//! OpenAPI schemas) live here.
 
 mod auth;
 mod console;
@@ -9,28 +10,47 @@ mod frames;
 mod live;
 mod ops;
 mod settings;
+pub mod views;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Action, AuthSettings, Keys, KeysError, Role};
 pub use error::{ApiError, ErrorBody};
 
-use crate::service::{Photo, Service};
+use crate::engine::{Caller as GateCaller, Engine, Photo};
+
+/// The HTTP side's own settings (`[server]`): what the listener and the limits are.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub inference_workers: usize,
+    pub inference_queue: usize,
+    pub announce_cooldown_s: u64,
+    pub keepalive_s: u64,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
 
 #[derive(Clone)]
 pub struct AppState {
-    pub service: Arc<Service>,
+    pub engine: Arc<Engine>,
+    pub server: Arc<ServerSettings>,
     pub keys: Arc<Keys>,
     /// cancelled when the service stops: event streams end then, or a graceful shutdown would
     /// wait for every pair of glasses to hang up
@@ -38,9 +58,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let server = &state.service.settings.server;
-    let timeout = Duration::from_millis(server.request_timeout_ms);
-    let body_limit = server.max_body_bytes;
+    let timeout = Duration::from_millis(state.server.request_timeout_ms);
+    let body_limit = state.server.max_body_bytes;
     Router::new()
         .route("/v1/recognize", post(frames::recognize))
         .route("/v1/cameras", get(frames::cameras))
@@ -75,13 +94,56 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(timeout, with_deadline))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// When a request must be answered by: work behind the inference gate is given up at this
+/// instant (and answered 408) unless it has begun committing.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// How the gate should treat this request.
+    fn caller(self) -> GateCaller {
+        GateCaller::Request {
+            deadline: Some(self.0),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Deadline {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Deadline>()
+            .copied()
+            .ok_or(ApiError::NoDeadline)
+    }
+}
+
+/// Gives each request its deadline, and answers 408 (as JSON) for anything still running a
+/// little after it: a slow body, or a job that committed just before the deadline and takes
+/// unusually long to finish (it still completes; the gate's own 408 is the usual one).
+async fn with_deadline(
+    State(timeout): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    const GRACE: Duration = Duration::from_secs(5);
+    request
+        .extensions_mut()
+        .insert(Deadline(Instant::now() + timeout));
+    match tokio::time::timeout(timeout + GRACE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Engine(crate::engine::EngineError::TimedOut).into_response(),
+    }
 }
 
 /// A multipart form: its text fields and its files (photos).

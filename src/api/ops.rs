@@ -28,41 +28,27 @@ pub struct Readiness {
     pub error: Option<String>,
 }
 
-/// Ready to recognise: models loaded (they load before the port opens) and the gallery answers.
+/// Ready to recognise: models loaded and the gallery open (both before the port opens); the
+/// counts come from counters kept by every write, so this never waits for the store.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let vision = &state.service.settings.vision;
-    let models = vec![
-        vision.detector.clone(),
-        vision.landmarks.clone(),
-        vision.embedder.clone(),
-    ];
-    let probe = state
-        .service
-        .blocking(|service| Ok(service.gallery().counts()?))
-        .await;
-    let (status, readiness) = match probe {
-        Ok((portraits, indexed)) => (
-            StatusCode::OK,
-            Readiness {
-                ready: true,
-                models,
-                portraits: Some(portraits),
-                indexed: Some(indexed),
-                error: None,
-            },
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Readiness {
-                ready: false,
-                models,
-                portraits: None,
-                indexed: None,
-                error: Some(crate::telemetry::chain(&e)),
-            },
-        ),
+    let (portraits, indexed) = state.engine.counts();
+    let error = (portraits != indexed).then(|| {
+        format!(
+            "the index holds {indexed} vectors for {portraits} portraits: restart to rebuild it"
+        )
+    });
+    let status = match error {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let readiness = Readiness {
+        ready: error.is_none(),
+        models: state.engine.models.clone(),
+        portraits: Some(portraits),
+        indexed: Some(indexed),
+        error,
     };
     (status, Json(readiness))
 }

@@ -1,12 +1,15 @@
 //! Store IT's levers: calibration evidence and the matching rules, changed live and audited.
 
 use axum::Json;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Action, Caller};
 use super::{ApiError, AppState, ErrorBody};
 use crate::calibration::Calibration;
+use crate::engine::Caller as GateCaller;
+use crate::engine::gate::blocking;
 use crate::gallery::MatchRules;
 use crate::gallery::store::AuditEntry;
 
@@ -25,13 +28,19 @@ pub struct CalibrationQuery {
 pub async fn calibration(
     caller: Caller,
     State(state): State<AppState>,
-    Query(query): Query<CalibrationQuery>,
+    query: Result<Query<CalibrationQuery>, QueryRejection>,
 ) -> Result<Json<Calibration>, ApiError> {
     caller.may(Action::Calibrate)?;
+    let Query(query) = query?;
     let target = query.target.unwrap_or(1e-4);
+    let admin = state.engine.admin.clone();
+    // O(portraits²): as CPU-bound as a frame, so it waits for a worker like one
     let calibration = state
-        .service
-        .blocking(move |service| service.calibration(target))
+        .engine
+        .gate
+        .run(GateCaller::Request { deadline: None }, move |_| {
+            admin.calibration(target, Vec::new(), None)
+        })
         .await?;
     Ok(Json(calibration))
 }
@@ -65,13 +74,8 @@ pub async fn matching(
     State(state): State<AppState>,
 ) -> Result<Json<MatchingView>, ApiError> {
     caller.may(Action::Calibrate)?;
-    let view = state
-        .service
-        .blocking(|service| {
-            let gallery = service.gallery();
-            Ok(view(gallery.rules(), gallery.audit_log(20)?))
-        })
-        .await?;
+    let admin = state.engine.admin.clone();
+    let view = blocking(move || Ok(view(admin.rules(), admin.audit_log(20)?))).await?;
     Ok(Json(view))
 }
 
@@ -85,19 +89,16 @@ pub async fn matching(
 pub async fn set_matching(
     caller: Caller,
     State(state): State<AppState>,
-    request: Request,
+    change: Result<Json<MatchingChange>, JsonRejection>,
 ) -> Result<Json<MatchingView>, ApiError> {
     caller.may(Action::Calibrate)?;
-    let Json(change) = Json::<MatchingChange>::from_request(request, &state)
-        .await
-        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(change) = change?;
     let who = caller.who();
-    let view = state
-        .service
-        .blocking(move |service| {
-            let new = service.set_matching(change.threshold, change.margin, &who)?;
-            Ok(view(new, service.gallery().audit_log(20)?))
-        })
-        .await?;
+    let admin = state.engine.admin.clone();
+    let view = blocking(move || {
+        let new = admin.set_matching(change.threshold, change.margin, &who)?;
+        Ok(view(new, admin.audit_log(20)?))
+    })
+    .await?;
     Ok(Json(view))
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use super::Output;
 use crate::calibration::{self, Person};
 use crate::config::Settings;
-use crate::vision::Pipeline;
+use crate::engine::{FaceReader, Photo};
 
 pub struct CalibrateArgs {
     pub dir: Option<PathBuf>,
@@ -17,12 +17,13 @@ pub struct CalibrateArgs {
 }
 
 /// One person per sub-folder, with the largest face of each photo.
-fn labelled_people(pipeline: &Pipeline, settings: &Settings, dir: &Path) -> Result<Vec<Person>> {
+fn labelled_people(faces: &FaceReader, dir: &Path) -> Result<Vec<Person>> {
     let mut people: Vec<Person> = Vec::new();
     for (label, file) in super::faces::labelled_photos(dir)? {
-        let embedding = super::faces::analyse(pipeline, settings, &file)
+        let embedding = Photo::read(&file)
+            .and_then(|photo| faces.portrait(&photo))
             .ok()
-            .and_then(|a| a.largest().map(|f| f.embedding.clone()));
+            .map(|p| p.face.embedding);
         let Some(embedding) = embedding else {
             eprintln!("warning: no face in {}", file.display());
             continue;
@@ -39,20 +40,22 @@ fn labelled_people(pipeline: &Pipeline, settings: &Settings, dir: &Path) -> Resu
 }
 
 pub fn calibrate(settings: &Settings, args: CalibrateArgs, out: Output) -> Result<()> {
-    let gallery = super::gallery::open_gallery(settings)?;
-    let mut people = calibration::enrolled_people(&gallery)?;
-    let enrolled = people.len();
-    if let Some(dir) = &args.dir {
-        let pipeline = Pipeline::load(settings)?;
-        people.extend(labelled_people(&pipeline, settings, dir)?);
-    }
-    if people.len() < 2 {
+    let engine = super::gallery::engine(settings)?;
+    let extra = match &args.dir {
+        Some(dir) => labelled_people(&engine.faces, dir)?,
+        None => Vec::new(),
+    };
+    let labelled = extra.len();
+    let c = engine
+        .admin
+        .calibration(args.target, extra, args.customers)?;
+    let enrolled = c.people - labelled;
+    if c.people < 2 {
         anyhow::bail!(
             "calibration needs faces of at least two people: enrol customers, or give a folder with one sub-folder of photos per person"
         );
     }
-    let customers = args.customers.unwrap_or(enrolled.max(1));
-    let c = calibration::calibrate(&people, &gallery.rules(), customers, args.target);
+    let customers = c.customers;
     if let Some(plot) = &args.plot {
         std::fs::write(plot, calibration::svg(&c))
             .with_context(|| format!("cannot write {}", plot.display()))?;

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use super::Output;
 use crate::config::Settings;
 use crate::crm::Crm;
+use crate::engine::{FaceReader, Photo};
 use crate::gallery::{NewCustomer, PortraitInput};
-use crate::vision::{Pipeline, decode};
 
 fn open_crm(settings: &Settings) -> Result<Crm> {
     Crm::open(&settings.gallery.data_dir, settings.crm.clone()).with_context(|| {
@@ -57,47 +57,43 @@ pub struct DemoOptions {
 }
 
 /// Every face of the face-api demo photos that passes the quality gate, as a portrait.
-fn demo_faces(pipeline: &Pipeline, settings: &Settings) -> Result<Vec<PortraitInput>> {
+fn demo_faces(faces: &FaceReader) -> Result<Vec<PortraitInput>> {
     let dir = crate::config::home().join(".cache/face-api/package/demo");
-    let mut faces = Vec::new();
+    let mut found = Vec::new();
     for photo in super::image_files(&dir)?.into_iter().filter(|p| {
         p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("sample"))
     }) {
-        let frame = decode::load(&photo, settings.vision.max_image_pixels)?;
-        for (i, face) in pipeline.process(&frame)?.faces.into_iter().enumerate() {
+        let frame = faces.decode(&photo.display().to_string(), &Photo::read(&photo)?.bytes)?;
+        for (i, face) in faces.analyse(&frame)?.into_iter().enumerate() {
             if face.quality.passed {
                 let source = format!("{}#{i}", photo.display());
-                faces.push(PortraitInput::from_frame(&frame, face, source));
+                found.push(PortraitInput::from_frame(&frame, face, source));
             }
         }
     }
-    Ok(faces)
+    Ok(found)
 }
 
 /// A demo store: catalogue, customers with histories, and the demo photos' faces enrolled as
 /// the first customers. Refuses a data dir that already has customers.
-pub fn seed_demo(
-    pipeline: &Pipeline,
-    settings: &Settings,
-    options: DemoOptions,
-    out: Output,
-) -> Result<()> {
-    let gallery = super::gallery::open_gallery(settings)?;
+pub fn seed_demo(settings: &Settings, options: DemoOptions, out: Output) -> Result<()> {
+    let engine = super::gallery::engine(settings)?;
+    let gallery = &engine.gallery;
     if !gallery.customers("")?.is_empty() {
         anyhow::bail!(
             "{} already has customers: seed the demo into an empty data dir (GREETER_GALLERY__DATA_DIR)",
             settings.gallery.data_dir.display()
         );
     }
-    let crm = open_crm(settings)?;
+    let crm = &engine.crm;
     let store = crate::crm::demo::generate(
         options.seed,
         options.items,
         options.customers,
         chrono::Utc::now(),
     );
-    let faces = demo_faces(pipeline, settings)?;
+    let faces = demo_faces(&engine.faces)?;
     let mut enrolled = Vec::with_capacity(faces.len());
     for (customer, face) in store.customers.iter().zip(faces) {
         let new = NewCustomer {

@@ -1,16 +1,19 @@
-//! Gallery commands: enrol, identify, import, customers.
+//! Gallery commands: enrol, identify, import, customers, open-set eval, reembed. Each goes
+//! through the same engine as `greeter serve`: the same face reading, quality gate and rules.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{CustomersAction, Output};
 use crate::config::Settings;
-use crate::gallery::{Decision, Gallery, GalleryError, NewCustomer, PortraitInput, Store};
-use crate::vision::{BBox, Pipeline, decode, embedder_identity};
+use crate::engine::{Claim, Engine, Enrolment, Outcome, Photo};
+use crate::eval::open_set::{self, Person};
+use crate::gallery::{GalleryError, NewCustomer};
+use crate::vision::{BBox, Pipeline, embedder_identity};
 
-pub struct Enrolment {
+pub struct EnrolArgs {
     pub name: String,
     pub consent: String,
     pub by: String,
@@ -18,114 +21,93 @@ pub struct Enrolment {
     pub images: Vec<PathBuf>,
 }
 
-pub(super) fn open_gallery(settings: &Settings) -> Result<Gallery> {
-    let (model_id, dimensions) = embedder_identity(settings)?;
-    let (gallery, _report) = Gallery::open(
-        settings.gallery.clone(),
-        settings.matching.clone(),
-        &model_id,
-        dimensions,
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the gallery in {}",
-            settings.gallery.data_dir.display()
-        )
-    })?;
-    Ok(gallery)
+pub(super) fn engine(settings: &Settings) -> Result<Engine> {
+    Engine::load(settings.engine())
 }
 
-/// The largest face of a photo as a portrait, with its face crop.
-fn portrait(pipeline: &Pipeline, settings: &Settings, path: &Path) -> Result<PortraitInput> {
-    let frame = decode::load(path, settings.vision.max_image_pixels)?;
-    let analysis = pipeline.process(&frame)?;
-    let face = analysis
-        .largest()
-        .cloned()
-        .with_context(|| format!("no face found in {}", path.display()))?;
-    Ok(PortraitInput::from_frame(
-        &frame,
-        face,
-        path.display().to_string(),
-    ))
-}
-
-pub fn enrol(pipeline: &Pipeline, settings: &Settings, e: Enrolment, out: Output) -> Result<()> {
-    let gallery = open_gallery(settings)?;
-    let portraits = e
+pub fn enrol(settings: &Settings, e: EnrolArgs, out: Output) -> Result<()> {
+    let engine = engine(settings)?;
+    let photos = e
         .images
         .iter()
-        .map(|p| portrait(pipeline, settings, p))
-        .collect::<Result<Vec<_>>>()?;
-    let enrolled = gallery.enrol(NewCustomer {
-        name: e.name.clone(),
-        external_ref: None,
-        consent_how: e.consent,
+        .map(|p| Photo::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = e.name.trim().to_owned();
+    let enrolment = Enrolment {
+        name: e.name,
+        gender: None,
+        birth_year: None,
+        body_type: None,
+        consent: e.consent,
         consent_by: e.by,
-        portraits,
+        external_ref: None,
         force: e.force,
-    })?;
-    gallery.save_index()?;
+        photos,
+    };
+    // nobody waits on the other side of a command line: the claim is never given up
+    let enrolled = engine.customers.enrol(enrolment, &Claim::default())?;
+    engine.flush()?;
     if out.json {
         out.print_json(&enrolled);
     } else {
         println!(
-            "enrolled customer {} ({}) with {} portrait(s)",
+            "enrolled customer {} ({name}) with {} portrait(s)",
             enrolled.customer_id,
-            e.name.trim(),
             enrolled.portrait_ids.len()
         );
     }
     Ok(())
 }
 
-pub fn identify(pipeline: &Pipeline, settings: &Settings, image: &Path, out: Output) -> Result<()> {
-    let gallery = open_gallery(settings)?;
-    let frame = decode::load(image, settings.vision.max_image_pixels)?;
-    let analysis = pipeline.process(&frame)?;
-    if analysis.faces.is_empty() {
-        bail!("no face found in {}", image.display());
+pub fn identify(settings: &Settings, image: &Path, out: Output) -> Result<()> {
+    let engine = engine(settings)?;
+    let photo = Photo::read(image)?;
+    let recognition = engine.recognizer.recognize_bytes(&photo.bytes, "cli")?;
+    if recognition.faces.is_empty() {
+        anyhow::bail!("no face found in {}", image.display());
     }
     #[derive(Serialize)]
     struct Identified {
         #[serde(rename = "box")]
         bbox: BBox,
         quality_passed: bool,
+        customer_id: Option<i64>,
         name: Option<String>,
-        #[serde(flatten)]
-        decision: Decision,
+        score: Option<f32>,
+        /// why nobody was named
+        reason: Option<String>,
     }
-    let mut results = Vec::new();
-    for face in &analysis.faces {
-        let decision = gallery.identify(&face.embedding)?;
-        let name = match decision.customer_id() {
-            Some(id) => Some(gallery.customer(id)?.0.display_name),
-            None => None,
-        };
-        results.push(Identified {
-            bbox: face.bbox,
-            quality_passed: face.quality.passed,
-            name,
-            decision,
-        });
-    }
+    let results: Vec<Identified> = recognition
+        .faces
+        .into_iter()
+        .map(|face| {
+            let (card, reason) = match face.outcome {
+                Outcome::Known { card } => (Some(card), None),
+                Outcome::Unknown { reason } => (None, Some(reason)),
+            };
+            Identified {
+                bbox: face.bbox,
+                quality_passed: face.quality.passed,
+                customer_id: card.as_ref().map(|c| c.customer_id),
+                name: card.as_ref().map(|c| c.name.clone()),
+                score: card.as_ref().map(|c| c.score),
+                reason,
+            }
+        })
+        .collect();
     if out.json {
         out.print_json(&results);
         return Ok(());
     }
     for (i, r) in results.iter().enumerate() {
         let b = r.bbox;
-        let what = match &r.decision {
-            Decision::Known { best, runner_up } => format!(
-                "customer {} {} (similarity {:.3}{})",
-                best.customer_id,
+        let what = match (&r.customer_id, &r.reason) {
+            (Some(id), _) => format!(
+                "customer {id} {} (similarity {:.3})",
                 r.name.as_deref().unwrap_or(""),
-                best.score,
-                runner_up
-                    .map(|c| format!(", next customer {} at {:.3}", c.customer_id, c.score))
-                    .unwrap_or_default()
+                r.score.unwrap_or_default()
             ),
-            Decision::Unknown { reason, .. } => format!("unknown: {reason}"),
+            (None, reason) => format!("unknown: {}", reason.as_deref().unwrap_or("")),
         };
         println!(
             "#{i} box {:.0},{:.0} {:.0}×{:.0}: {what}",
@@ -148,15 +130,8 @@ struct ImportSummary {
 /// Every sub-folder of `dir` is one customer. A customer is enrolled with all their good
 /// portraits in one transaction, so an interrupted import leaves no half-enrolled customer and
 /// a second run skips the folders already in.
-pub fn import(
-    pipeline: &Pipeline,
-    settings: &Settings,
-    dir: &Path,
-    consent: &str,
-    by: &str,
-    out: Output,
-) -> Result<()> {
-    let gallery = open_gallery(settings)?;
+pub fn import(settings: &Settings, dir: &Path, consent: &str, by: &str, out: Output) -> Result<()> {
+    let engine = engine(settings)?;
     let folders = super::sub_folders(dir, "one folder of portraits per customer")?;
     let progress = if out.json {
         indicatif::ProgressBar::hidden()
@@ -178,22 +153,21 @@ pub fn import(
             .to_string_lossy()
             .into_owned();
         let external_ref = format!("import:{name}");
-        if gallery.customer_by_ref(&external_ref)?.is_some() {
+        if engine.gallery.customer_by_ref(&external_ref)?.is_some() {
             summary.already_in += 1;
             continue;
         }
-        let files = super::image_files(folder)?;
         let mut portraits = Vec::new();
         let mut problems = Vec::new();
-        for file in &files {
-            match portrait(pipeline, settings, file) {
+        for file in super::image_files(folder)? {
+            match Photo::read(&file).and_then(|photo| engine.faces.portrait(&photo)) {
                 Ok(p) if p.face.quality.passed => portraits.push(p),
                 Ok(p) => problems.push(format!(
                     "{}: {}",
                     file.display(),
                     p.face.quality.reasons.join("; ")
                 )),
-                Err(e) => problems.push(format!("{e:#}")),
+                Err(e) => problems.push(crate::telemetry::chain(&e)),
             }
         }
         if portraits.is_empty() {
@@ -213,20 +187,21 @@ pub fn import(
             portraits,
             force: false,
         };
-        match gallery.enrol(customer) {
+        match engine.gallery.enrol(customer) {
             Ok(enrolled) => {
                 summary.enrolled += 1;
                 summary.portraits += enrolled.portrait_ids.len();
+                summary.photos_not_used.extend(problems);
             }
             Err(GalleryError::Refused(why)) => summary.refused.push((name, why.to_string())),
             Err(e) => return Err(e.into()),
         }
         if n % 50 == 49 {
-            gallery.save_index()?;
+            engine.gallery.save_index()?;
         }
     }
     progress.finish_and_clear();
-    gallery.save_index()?;
+    engine.gallery.save_index()?;
     if out.json {
         out.print_json(&summary);
         return Ok(());
@@ -248,10 +223,10 @@ pub fn import(
 }
 
 pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> Result<()> {
-    let gallery = open_gallery(settings)?;
+    let engine = engine(settings)?;
     match action {
         CustomersAction::List { query } => {
-            let customers = gallery.customers(query.as_deref().unwrap_or(""))?;
+            let customers = engine.customers.search(query.as_deref().unwrap_or(""))?;
             if out.json {
                 out.print_json(&customers);
             } else {
@@ -265,18 +240,17 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
             }
         }
         CustomersAction::Show { id } => {
-            let (customer, portraits) = gallery.customer(id)?;
+            let record = engine.customers.show(id)?;
             if out.json {
-                out.print_json(
-                    &serde_json::json!({ "customer": customer, "portraits": portraits }),
-                );
+                out.print_json(&record);
             } else {
+                let customer = &record.customer;
                 println!("customer {}: {}", customer.id, customer.display_name);
                 println!(
                     "  consent: {} (recorded by {} at {})",
                     customer.consent.how, customer.consent.by, customer.consent.at
                 );
-                for p in &portraits {
+                for p in &record.portraits {
                     println!(
                         "  portrait {} quality {:.3} from {} at {}",
                         p.id, p.quality, p.source, p.captured_at
@@ -285,8 +259,8 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
             }
         }
         CustomersAction::Delete { id } => {
-            gallery.delete_customer(id)?;
-            gallery.save_index()?;
+            engine.customers.delete(id)?;
+            engine.flush()?;
             if out.json {
                 out.print_json(&serde_json::json!({ "deleted": id }));
             } else {
@@ -297,40 +271,15 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
     Ok(())
 }
 
-#[derive(Default, Serialize)]
-struct GalleryEval {
-    people: usize,
-    enrolled_portraits: usize,
-    /// probes of enrolled people
-    probes: usize,
-    correct: usize,
-    /// an enrolled person taken for someone else
-    wrong_name: usize,
-    unknown: usize,
-    /// probes of people removed from the gallery (strangers)
-    stranger_probes: usize,
-    /// a stranger greeted by someone's name
-    stranger_false_accepts: usize,
-    faces_not_found: usize,
-}
-
-/// Open-set identification through a real (scratch) gallery: enrol the first `per_person`
-/// photos of each person, identify the rest; then each person once more as a stranger (their
-/// customer deleted) to count wrong-name greetings.
-pub fn evaluate(
-    pipeline: &Pipeline,
-    settings: &Settings,
-    dir: &Path,
-    per_person: usize,
-    out: Output,
-) -> Result<()> {
+/// Open-set identification through a scratch gallery (see `eval::open_set`).
+pub fn evaluate(settings: &Settings, dir: &Path, per_person: usize, out: Output) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
     let mut settings = settings.clone();
     settings.gallery.data_dir = scratch.clone();
     settings.gallery.keep_crops = false;
     settings.gallery.max_portraits_per_customer =
         settings.gallery.max_portraits_per_customer.max(per_person);
-    let result = run_gallery_eval(pipeline, &settings, dir, per_person);
+    let result = run_open_set(&settings, dir, per_person);
     let _ = std::fs::remove_dir_all(&scratch);
     let report = result?;
     if out.json {
@@ -366,141 +315,61 @@ pub fn evaluate(
     Ok(())
 }
 
-fn run_gallery_eval(
-    pipeline: &Pipeline,
+fn run_open_set(
     settings: &Settings,
     dir: &Path,
     per_person: usize,
-) -> Result<GalleryEval> {
-    let gallery = open_gallery(settings)?;
-    let mut report = GalleryEval::default();
-    let mut by_person: Vec<(String, Vec<PortraitInput>)> = Vec::new();
+) -> Result<open_set::OpenSetReport> {
+    let engine = engine(settings)?;
+    let mut people: Vec<Person> = Vec::new();
+    let mut faces_not_found = 0;
     for (person, file) in super::faces::labelled_photos(dir)? {
-        if by_person.last().is_none_or(|(p, _)| *p != person) {
-            by_person.push((person.clone(), Vec::new()));
+        if people.last().is_none_or(|p| p.name != person) {
+            people.push(Person {
+                name: person.clone(),
+                portraits: Vec::new(),
+            });
         }
-        match portrait(pipeline, settings, &file) {
-            Ok(p) => by_person.last_mut().expect("pushed above").1.push(p),
-            Err(_) => report.faces_not_found += 1,
-        }
-    }
-    report.people = by_person.len();
-    let mut customers = Vec::new();
-    let mut probes = Vec::new();
-    for (person, mut photos) in by_person {
-        let rest = photos.split_off(per_person.min(photos.len()));
-        let enrolled_faces: Vec<_> = photos.iter().map(|p| p.face.clone()).collect();
-        if photos.is_empty() {
-            continue;
-        }
-        report.enrolled_portraits += photos.len();
-        let mut customer = NewCustomer {
-            name: person.clone(),
-            external_ref: None,
-            consent_how: "evaluation".into(),
-            consent_by: "greeter eval".into(),
-            portraits: photos,
-            force: true,
-        };
-        // Measure matching, not enrolment rules: every portrait goes in.
-        for p in &mut customer.portraits {
-            p.face.quality.passed = true;
-        }
-        let id = gallery.enrol(customer)?.customer_id;
-        customers.push((id, person, enrolled_faces));
-        probes.push((id, rest));
-    }
-    for (id, rest) in &probes {
-        for probe in rest {
-            report.probes += 1;
-            match gallery.identify(&probe.face.embedding)?.customer_id() {
-                Some(found) if found == *id => report.correct += 1,
-                Some(_) => report.wrong_name += 1,
-                None => report.unknown += 1,
-            }
+        match Photo::read(&file).and_then(|photo| engine.faces.portrait(&photo)) {
+            Ok(p) => people.last_mut().expect("pushed above").portraits.push(p),
+            Err(_) => faces_not_found += 1,
         }
     }
-    // Each person as a stranger: remove them, try their photos, put them back.
-    for ((id, person, enrolled), (_, rest)) in customers.into_iter().zip(&probes) {
-        gallery.delete_customer(id)?;
-        for probe in rest {
-            report.stranger_probes += 1;
-            if gallery
-                .identify(&probe.face.embedding)?
-                .customer_id()
-                .is_some()
-            {
-                report.stranger_false_accepts += 1;
-            }
-        }
-        let portraits = enrolled
-            .into_iter()
-            .map(|mut face| {
-                face.quality.passed = true;
-                PortraitInput {
-                    face,
-                    source: "eval".into(),
-                    crop_jpeg: None,
-                }
-            })
-            .collect();
-        let back = NewCustomer {
-            name: person,
-            external_ref: None,
-            consent_how: "evaluation".into(),
-            consent_by: "greeter eval".into(),
-            portraits,
-            force: true,
-        };
-        // A new id; later people keep theirs, so their deletion below still hits them.
-        gallery.enrol(back)?;
-    }
-    Ok(report)
+    Ok(open_set::run(
+        &engine.gallery,
+        people,
+        per_person,
+        faces_not_found,
+    )?)
 }
 
-/// Re-embeds every portrait from its kept face crop with the configured model, all in one
-/// transaction (nothing changes unless every portrait can be redone); the index is rebuilt
-/// at the next open.
-pub fn reembed(pipeline: &Pipeline, settings: &Settings, out: Output) -> Result<()> {
-    let (model_id, _) = embedder_identity(settings)?;
-    let mut store = Store::open_any_model(&settings.gallery.data_dir)?;
-    let portraits = store.all_portraits()?;
-    let mut redone = Vec::with_capacity(portraits.len());
-    let mut problems = Vec::new();
-    for p in &portraits {
-        let Some(file) = &p.crop_file else {
-            problems.push(format!(
-                "portrait {} (customer {}) has no kept crop",
-                p.id, p.customer_id
-            ));
-            continue;
-        };
-        match portrait(pipeline, settings, &store.crop_path(file)) {
-            Ok(new) => redone.push((p.id, new.face.embedding)),
-            Err(e) => problems.push(format!(
-                "portrait {} (customer {}): {e:#}",
-                p.id, p.customer_id
-            )),
-        }
-    }
-    if !problems.is_empty() {
-        bail!(
-            "nothing changed, {} of {} portraits cannot be re-embedded: {}",
-            problems.len(),
-            portraits.len(),
-            problems.join("; ")
-        );
-    }
-    store.replace_embeddings(&model_id, &redone)?;
-    drop(store);
-    let gallery = open_gallery(settings)?;
+/// Re-embeds every portrait from its kept face crop with the configured model (all or
+/// nothing), then opens the gallery, which rebuilds its index from the new embeddings.
+pub fn reembed(settings: &Settings, out: Output) -> Result<()> {
+    let (model_id, _) = embedder_identity(&settings.vision)?;
+    let faces = crate::engine::FaceReader::new(
+        Pipeline::load(&settings.vision, &settings.runtime)?,
+        settings.vision.max_image_pixels,
+    );
+    let redone = crate::gallery::reembed(&settings.gallery.data_dir, &model_id, |crop| {
+        Photo::read(crop)
+            .and_then(|photo| faces.portrait(&photo))
+            .map(|p| p.face.embedding)
+            .map_err(|e| crate::telemetry::chain(&e))
+    })
+    .with_context(|| {
+        format!(
+            "cannot re-embed the gallery in {}",
+            settings.gallery.data_dir.display()
+        )
+    })?;
+    let engine = engine(settings)?;
     if out.json {
-        out.print_json(&serde_json::json!({ "model_id": model_id, "portraits": redone.len() }));
+        out.print_json(&serde_json::json!({ "model_id": model_id, "portraits": redone }));
     } else {
         println!(
-            "re-embedded {} portraits with {model_id}; index holds {}",
-            redone.len(),
-            gallery.portrait_count()
+            "re-embedded {redone} portraits with {model_id}; index holds {}",
+            engine.counts().1
         );
     }
     Ok(())

@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub detector: Option<String>,
     /// Face alignment before embedding (overrides vision.alignment)
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_parser = alignment)]
     pub alignment: Option<AlignmentKind>,
     #[command(subcommand)]
     pub command: Command,
@@ -185,6 +185,14 @@ pub enum CustomersAction {
     Delete { id: i64 },
 }
 
+/// "face-api" or "similarity", spelled as in the config file.
+fn alignment(name: &str) -> Result<AlignmentKind, String> {
+    use serde::Deserialize;
+    use serde::de::IntoDeserializer;
+    AlignmentKind::deserialize(name.into_deserializer())
+        .map_err(|e: serde::de::value::Error| e.to_string())
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(detector) = cli.detector {
@@ -195,7 +203,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let out = Output { json: cli.json };
     // Loaded only by the commands that look at faces: listing or erasing customers needs no model.
-    let models = || Pipeline::load(&settings);
+    let models = || Pipeline::load(&settings.vision, &settings.runtime);
     match cli.command {
         Command::Detect { images } => {
             faces::each_image(&models()?, &settings, &images, |path, analysis| {
@@ -212,7 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             dir,
             gallery: Some(n),
-        } => gallery::evaluate(&models()?, &settings, &dir, n, out),
+        } => gallery::evaluate(&settings, &dir, n, out),
         Command::Enrol {
             name,
             consent,
@@ -220,18 +228,18 @@ pub fn run(cli: Cli) -> Result<()> {
             force,
             images,
         } => {
-            let enrolment = gallery::Enrolment {
+            let enrolment = gallery::EnrolArgs {
                 name,
                 consent,
                 by,
                 force,
                 images,
             };
-            gallery::enrol(&models()?, &settings, enrolment, out)
+            gallery::enrol(&settings, enrolment, out)
         }
-        Command::Identify { image } => gallery::identify(&models()?, &settings, &image, out),
+        Command::Identify { image } => gallery::identify(&settings, &image, out),
         Command::Import { dir, consent, by } => {
-            gallery::import(&models()?, &settings, &dir, &consent, &by, out)
+            gallery::import(&settings, &dir, &consent, &by, out)
         }
         Command::Customers { action } => gallery::customers(&settings, action, out),
         Command::Serve { bind, replay } => serve(settings, bind, replay),
@@ -264,7 +272,6 @@ pub fn run(cli: Cli) -> Result<()> {
                     items,
                 },
         } => crm::seed_demo(
-            &models()?,
             &settings,
             crm::DemoOptions {
                 seed,
@@ -278,7 +285,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => crm::evaluate(&settings, out),
         Command::Gallery {
             action: GalleryAction::Reembed,
-        } => gallery::reembed(&models()?, &settings, out),
+        } => gallery::reembed(&settings, out),
     }
 }
 

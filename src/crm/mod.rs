@@ -15,7 +15,6 @@ use chrono::{DateTime, Datelike, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::gallery::GalleryError;
 use catalog::{CatalogError, ImportReport, Product};
 pub use suggest::Suggestion;
 use suggest::{Options, Shopper};
@@ -53,8 +52,8 @@ pub enum CrmError {
     Catalog(#[from] CatalogError),
     #[error("database error")]
     Store(#[from] rusqlite::Error),
-    #[error("cannot open the database")]
-    Open(#[from] GalleryError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
 }
 
 /// Small on purpose: a glance on a glasses display, under `crm.card_budget_bytes` as JSON.
@@ -140,11 +139,7 @@ struct Profile {
 
 impl Crm {
     pub fn open(data_dir: &Path, settings: CrmSettings) -> Result<Crm, CrmError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| GalleryError::Io {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let conn = crate::gallery::store::connect(data_dir)?;
+        let conn = crate::db::connect(data_dir)?;
         let crm = Crm {
             catalog: RwLock::new(Arc::new(Catalog::new(catalog::load(&conn)?))),
             conn: Mutex::new(conn),
@@ -370,16 +365,16 @@ impl Crm {
             .get(&self.settings.language)?
             .get(segment)?;
         let days = days.unwrap_or(0);
-        Some(
-            template
-                .replace("{name}", name)
-                .replace("{days}", &days.to_string())
-                .replace(
-                    "{months}",
-                    &((days as f64 / 30.4).round().max(1.0) as i64).to_string(),
-                )
-                .replace("{visits}", &visits.to_string()),
-        )
+        let months = (days as f64 / 30.4).round().max(1.0) as i64;
+        Some(fill(
+            template,
+            &[
+                ("name", name.to_owned()),
+                ("days", days.to_string()),
+                ("months", months.to_string()),
+                ("visits", visits.to_string()),
+            ],
+        ))
     }
 
     /// Sets what is known about a customer for suggestions (each `None` leaves it unknown).
@@ -399,6 +394,36 @@ impl Crm {
         }
         Ok(())
     }
+}
+
+/// `template` with each `{key}` replaced by its value, in one pass: a value is never read as a
+/// template itself (a customer named "{days}" stays "{days}"), and unknown keys stay as written.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let key = &after[..close];
+            values
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (v, close))
+        });
+        match value {
+            Some((v, close)) => {
+                out.push_str(v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn segment(profile: &Profile, days: Option<i64>, stats: &StoreStats) -> &'static str {
@@ -483,6 +508,15 @@ mod tests {
             crm.card(99, 0.9, now),
             Err(CrmError::UnknownCustomer(99))
         ));
+    }
+
+    #[test]
+    fn greeting_values_are_never_read_as_templates() {
+        let values = [("name", "{days}".to_owned()), ("days", "91".to_owned())];
+        assert_eq!(
+            fill("{name}, {days} days; {unknown} {", &values),
+            "{days}, 91 days; {unknown} {"
+        );
     }
 
     #[test]

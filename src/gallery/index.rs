@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use faiss::index::IndexImpl;
+use faiss::index::TryClone;
 use faiss::selector::IdSelector;
 use faiss::{Idx, Index, MetricType};
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,16 @@ impl VectorIndex {
             .filter(|(id, _)| !self.tombstones.contains(id))
             .take(k)
             .collect())
+    }
+
+    /// A copy to save while the original goes on serving searches.
+    pub fn snapshot(&self) -> Result<VectorIndex, GalleryError> {
+        Ok(VectorIndex {
+            index: self.index.try_clone().map_err(faiss_err)?,
+            factory: self.factory.clone(),
+            dimensions: self.dimensions,
+            tombstones: self.tombstones.clone(),
+        })
     }
 
     /// Writes the index and then its metadata, each to a temporary file that is synced and

@@ -6,8 +6,9 @@ pub mod matching;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub struct GallerySettings {
     pub max_portraits_per_customer: usize,
     /// threads faiss uses per search (1 is best for one query at a time)
     pub search_threads: usize,
+    /// seconds between saves of a changed vector index (the service's; the CLI saves on exit)
+    pub index_save_s: f64,
     /// keep each portrait's face crop (JPEG) so embeddings can be redone for a new model
     pub keep_crops: bool,
 }
@@ -38,8 +41,8 @@ pub struct GallerySettings {
 pub enum GalleryError {
     #[error("database error")]
     Store(#[source] rusqlite::Error),
-    #[error("database migration failed")]
-    Migration(#[from] rusqlite_migration::Error),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     #[error("vector index error")]
     Index(#[source] faiss::error::Error),
     #[error("cannot write {path}")]
@@ -56,6 +59,8 @@ pub enum GalleryError {
     Dimensions { expected: usize, got: usize },
     #[error("no customer with id {0}")]
     UnknownCustomer(i64),
+    #[error("nothing changed, {} of {total} portraits cannot be re-embedded: {}", problems.len(), problems.join("; "))]
+    NotReembedded { total: usize, problems: Vec<String> },
     #[error("refused")]
     Refused(#[from] Refusal),
 }
@@ -134,15 +139,27 @@ pub struct OpenReport {
     pub rebuilt: Option<String>,
 }
 
-struct Inner {
-    rules: MatchRules,
-    store: Store,
+/// The vectors and who each belongs to: held only for a search or an add/remove, never across
+/// a store write, so recognition does not wait for fsyncs.
+struct Vectors {
     index: VectorIndex,
+    /// customer id of each indexed portrait id; a portrait without an owner is never returned
     owners: HashMap<i64, i64>,
 }
 
+/// Three locks, each held briefly and always taken in this order: `store` (the one writer at a
+/// time, and every row read), then `vectors`. `rules` is read on every match and written only
+/// by store IT.
 pub struct Gallery {
-    inner: Mutex<Inner>,
+    store: Mutex<Store>,
+    vectors: Mutex<Vectors>,
+    rules: RwLock<MatchRules>,
+    /// portraits in the store, kept by every write: readiness without a table scan
+    stored: AtomicU64,
+    /// the index changed since it was last saved
+    unsaved: AtomicBool,
+    /// one index snapshot written at a time
+    saving: Mutex<()>,
     settings: GallerySettings,
     model_id: String,
     dimensions: u32,
@@ -153,6 +170,12 @@ pub fn quality_score(q: &Quality) -> f32 {
     let size = q.face_px / (q.face_px + 64.0);
     let sharp = q.sharpness / (q.sharpness + 50.0);
     q.detector_score * q.frontalness * size * sharp
+}
+
+/// A poisoned lock is taken over: the store is transactional, and the index is re-checked
+/// against it at the next open, so a panic elsewhere cannot leave either half-updated for long.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gallery {
@@ -173,7 +196,11 @@ impl Gallery {
             factory: settings.index_factory.clone(),
             count: owners.len() as u64,
         };
-        let (index, rebuilt) = match VectorIndex::load(&settings.data_dir, &expected, dimensions) {
+        let (mut index, rebuilt) = match VectorIndex::load(
+            &settings.data_dir,
+            &expected,
+            dimensions,
+        ) {
             Ok(index) => (index, None),
             Err(reason) => {
                 if owners.is_empty() {
@@ -193,6 +220,7 @@ impl Gallery {
                 (index, Some(reason))
             }
         };
+        index.set_parameters(&settings.index_parameters)?;
         let report = OpenReport {
             portraits: index.len(),
             rebuilt,
@@ -213,12 +241,12 @@ impl Gallery {
             None => rules,
         };
         let gallery = Gallery {
-            inner: Mutex::new(Inner {
-                rules,
-                store,
-                index,
-                owners,
-            }),
+            stored: AtomicU64::new(owners.len() as u64),
+            store: Mutex::new(store),
+            vectors: Mutex::new(Vectors { index, owners }),
+            rules: RwLock::new(rules),
+            unsaved: AtomicBool::new(false),
+            saving: Mutex::new(()),
             settings,
             model_id: model_id.to_owned(),
             dimensions,
@@ -226,45 +254,71 @@ impl Gallery {
         Ok((gallery, report))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic elsewhere cannot leave Inner half-updated: the store is transactional and the
-        // index is re-checked against it at the next open.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Saves the index with the store's change counter (call after a batch of changes).
+    /// Saves a snapshot of the index with the store's change counter (call after a batch of
+    /// changes). The snapshot is taken under the locks; the slow part, writing and syncing the
+    /// file, runs outside them, so matching and enrolment go on meanwhile.
     pub fn save_index(&self) -> Result<(), GalleryError> {
-        let inner = self.lock();
-        let meta = IndexMeta {
-            change_counter: inner.store.change_counter()?,
-            model_id: self.model_id.clone(),
-            factory: self.settings.index_factory.clone(),
-            count: inner.owners.len() as u64,
+        let _one_at_a_time = lock(&self.saving);
+        // cleared first: a change made while this snapshot is written marks it again
+        self.unsaved.store(false, Ordering::Release);
+        let (snapshot, meta) = {
+            let store = lock(&self.store);
+            let vectors = lock(&self.vectors);
+            let meta = IndexMeta {
+                change_counter: store.change_counter()?,
+                model_id: self.model_id.clone(),
+                factory: self.settings.index_factory.clone(),
+                count: vectors.owners.len() as u64,
+            };
+            (vectors.index.snapshot()?, meta)
         };
         // An HNSW index with hidden removals is saved with them; its vector count then differs
         // from `meta.count`, so the next open rebuilds it clean.
-        inner.index.save(&self.settings.data_dir, &meta)
+        snapshot
+            .save(&self.settings.data_dir, &meta)
+            .inspect_err(|_| {
+                self.unsaved.store(true, Ordering::Release);
+            })
+    }
+
+    /// Saves the index if it changed since the last save; whether it did. The service calls
+    /// this every few seconds rather than after each write: the copy it takes costs a few
+    /// milliseconds of the index lock per 100k portraits, and an index a crash left behind the
+    /// store is rebuilt from it at the next start.
+    pub fn save_index_if_changed(&self) -> Result<bool, GalleryError> {
+        if !self.unsaved.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.save_index()?;
+        Ok(true)
     }
 
     pub fn identify(&self, embedding: &[f32]) -> Result<Decision, GalleryError> {
-        let mut inner = self.lock();
-        let ranked = ranked(&mut inner, embedding)?;
-        Ok(matching::decide(&ranked, &inner.rules))
+        let rules = self.rules();
+        let ranked = self.ranked(embedding, rules.top_k)?;
+        Ok(matching::decide(&ranked, &rules))
+    }
+
+    /// Best score per customer among the `k` nearest portraits, best first.
+    fn ranked(&self, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {
+        let mut vectors = lock(&self.vectors);
+        let hits = vectors.index.search(embedding, k)?;
+        Ok(matching::rank_customers(&hits, |p| {
+            vectors.owners.get(&p).copied()
+        }))
     }
 
     /// Enrols a new customer with consent and at least one good portrait, atomically.
     pub fn enrol(&self, customer: NewCustomer) -> Result<Enrolled, GalleryError> {
         let (name, consent) = named_with_consent(&customer)?;
-        let mut inner = self.lock();
-        let portraits = self.admissible(&mut inner, None, customer.portraits, customer.force)?;
+        let mut store = lock(&self.store);
+        let portraits = self.admissible(&store, None, customer.portraits, customer.force)?;
         let (kept, dropped) = self.cap(portraits, Vec::new());
         let (vectors, new): (Vec<Vec<f32>>, Vec<NewPortrait>) =
             kept.into_iter().map(|p| (p.embedding.clone(), p)).unzip();
         let (customer_id, ids) =
-            inner
-                .store
-                .create_customer(&name, customer.external_ref.as_deref(), &consent, new)?;
-        Self::index_added(&mut inner, customer_id, &ids, &vectors)?;
+            store.create_customer(&name, customer.external_ref.as_deref(), &consent, new)?;
+        self.index_added(customer_id, &ids, &vectors)?;
         Ok(Enrolled {
             customer_id,
             portrait_ids: ids,
@@ -279,23 +333,20 @@ impl Gallery {
         portraits: Vec<PortraitInput>,
         force: bool,
     ) -> Result<Enrolled, GalleryError> {
-        let mut inner = self.lock();
-        if inner.store.customer(customer_id)?.is_none() {
+        let mut store = lock(&self.store);
+        if store.customer(customer_id)?.is_none() {
             return Err(GalleryError::UnknownCustomer(customer_id));
         }
-        let existing = inner.store.portraits_of(customer_id)?;
-        let portraits = self.admissible(&mut inner, Some(customer_id), portraits, force)?;
+        let existing = store.portraits_of(customer_id)?;
+        let portraits = self.admissible(&store, Some(customer_id), portraits, force)?;
         let (kept, dropped) = self.cap(portraits, existing);
         let (vectors, new): (Vec<Vec<f32>>, Vec<NewPortrait>) =
             kept.into_iter().map(|p| (p.embedding.clone(), p)).unzip();
-        let ids = inner.store.add_portraits(customer_id, new)?;
-        Self::index_added(&mut inner, customer_id, &ids, &vectors)?;
+        let ids = store.add_portraits(customer_id, new)?;
+        self.index_added(customer_id, &ids, &vectors)?;
         if !dropped.is_empty() {
-            inner.store.remove_portraits(&dropped)?;
-            inner.index.remove(&dropped)?;
-            for id in &dropped {
-                inner.owners.remove(id);
-            }
+            store.remove_portraits(&dropped)?;
+            self.index_removed(&dropped)?;
         }
         Ok(Enrolled {
             customer_id,
@@ -306,33 +357,43 @@ impl Gallery {
 
     /// Erases a customer and everything about them; searches right after never return them.
     pub fn delete_customer(&self, customer_id: i64) -> Result<(), GalleryError> {
-        let mut inner = self.lock();
-        let ids = inner
-            .store
-            .delete_customer(customer_id)?
-            .ok_or(GalleryError::UnknownCustomer(customer_id))?;
-        inner.index.remove(&ids)?;
-        for id in &ids {
-            inner.owners.remove(id);
-        }
-        Ok(())
+        let mut store = lock(&self.store);
+        let portraits: Vec<i64> = store
+            .portraits_of(customer_id)?
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        // Hidden from matching before the rows go: a search during the erasure must not name
+        // someone whose record is half gone.
+        let hidden = self.disown(&portraits);
+        let removed = match store.delete_customer(customer_id) {
+            Ok(Some(ids)) => ids,
+            Ok(None) => {
+                self.restore(hidden);
+                return Err(GalleryError::UnknownCustomer(customer_id));
+            }
+            Err(e) => {
+                self.restore(hidden);
+                return Err(e);
+            }
+        };
+        self.index_removed(&removed)
     }
 
     pub fn customers(&self, query: &str) -> Result<Vec<Customer>, GalleryError> {
-        self.lock().store.customers(query)
+        lock(&self.store).customers(query)
     }
 
     pub fn customer(&self, id: i64) -> Result<(Customer, Vec<Portrait>), GalleryError> {
-        let inner = self.lock();
-        let customer = inner
-            .store
+        let store = lock(&self.store);
+        let customer = store
             .customer(id)?
             .ok_or(GalleryError::UnknownCustomer(id))?;
-        Ok((customer, inner.store.portraits_of(id)?))
+        Ok((customer, store.portraits_of(id)?))
     }
 
     pub fn customer_by_ref(&self, external_ref: &str) -> Result<Option<Customer>, GalleryError> {
-        self.lock().store.customer_by_ref(external_ref)
+        lock(&self.store).customer_by_ref(external_ref)
     }
 
     /// Records a visit of a known customer with what they bought.
@@ -342,17 +403,15 @@ impl Gallery {
         camera: Option<&str>,
         basket: &[BasketItem],
     ) -> Result<i64, GalleryError> {
-        let mut inner = self.lock();
-        if inner.store.customer(customer_id)?.is_none() {
+        let mut store = lock(&self.store);
+        if store.customer(customer_id)?.is_none() {
             return Err(GalleryError::UnknownCustomer(customer_id));
         }
-        inner
-            .store
-            .record_visit(customer_id, Utc::now(), camera, basket)
+        store.record_visit(customer_id, Utc::now(), camera, basket)
     }
 
     pub fn rules(&self) -> MatchRules {
-        self.lock().rules.clone()
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Changes threshold and margin at once for every later match, saves them in the store and
@@ -363,25 +422,28 @@ impl Gallery {
         margin: f32,
         who: &str,
     ) -> Result<MatchRules, GalleryError> {
-        let mut inner = self.lock();
+        // the store lock orders concurrent changes: the audit log's old → new chain holds
+        let mut store = lock(&self.store);
+        let old = self.rules();
         let new = MatchRules {
             threshold,
             margin,
-            top_k: inner.rules.top_k,
+            top_k: old.top_k,
         };
-        let old = inner.rules.clone();
-        inner.store.save_matching_rules(&old, &new, who)?;
-        Ok(std::mem::replace(&mut inner.rules, new))
+        store.save_matching_rules(&old, &new, who)?;
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(old)
     }
 
     pub fn audit_log(&self, limit: usize) -> Result<Vec<store::AuditEntry>, GalleryError> {
-        self.lock().store.audit_log(limit)
+        lock(&self.store).audit_log(limit)
     }
 
     /// The embeddings of each customer's portraits, by customer id (for calibration).
     pub fn embeddings_by_customer(&self) -> Result<BTreeMap<i64, Vec<Vec<f32>>>, GalleryError> {
+        let portraits = lock(&self.store).all_portraits()?;
         let mut by_customer: BTreeMap<i64, Vec<Vec<f32>>> = BTreeMap::new();
-        for p in self.lock().store.all_portraits()? {
+        for p in portraits {
             by_customer
                 .entry(p.customer_id)
                 .or_default()
@@ -390,23 +452,21 @@ impl Gallery {
         Ok(by_customer)
     }
 
-    /// Portraits in the store (asking the database) and vectors in the index.
-    pub fn counts(&self) -> Result<(u64, u64), GalleryError> {
-        let inner = self.lock();
-        Ok((
-            inner.store.portrait_owners()?.len() as u64,
-            inner.index.len(),
-        ))
+    /// Portraits in the store and vectors in the index, from counters (no table scan); both
+    /// change under the same lock, so they differ only when something went wrong.
+    pub fn counts(&self) -> (u64, u64) {
+        let v = lock(&self.vectors);
+        (self.stored.load(Ordering::Relaxed), v.index.len())
     }
 
     pub fn portrait_count(&self) -> u64 {
-        self.lock().index.len()
+        lock(&self.vectors).index.len()
     }
 
     /// Quality gate and duplicate check; the survivors as rows to store.
     fn admissible(
         &self,
-        inner: &mut Inner,
+        store: &Store,
         owner: Option<i64>,
         portraits: Vec<PortraitInput>,
         force: bool,
@@ -414,6 +474,7 @@ impl Gallery {
         if portraits.is_empty() {
             return Err(Refusal::NoPortraits.into());
         }
+        let rules = self.rules();
         let mut out = Vec::with_capacity(portraits.len());
         for p in portraits {
             let q = &p.face.quality;
@@ -431,13 +492,12 @@ impl Gallery {
                 });
             }
             if !force {
-                let ranked = ranked(inner, &p.face.embedding)?;
+                let ranked = self.ranked(&p.face.embedding, rules.top_k)?;
                 if let Some(other) = ranked
                     .iter()
-                    .find(|c| Some(c.customer_id) != owner && c.score >= inner.rules.threshold)
+                    .find(|c| Some(c.customer_id) != owner && c.score >= rules.threshold)
                 {
-                    let name = inner
-                        .store
+                    let name = store
                         .customer(other.customer_id)?
                         .map(|c| c.display_name)
                         .unwrap_or_default();
@@ -495,15 +555,79 @@ impl Gallery {
     }
 
     fn index_added(
-        inner: &mut Inner,
+        &self,
         customer_id: i64,
         ids: &[i64],
         vectors: &[Vec<f32>],
     ) -> Result<(), GalleryError> {
-        inner.index.add(ids, &vectors.concat())?;
-        inner.owners.extend(ids.iter().map(|&id| (id, customer_id)));
+        let mut v = lock(&self.vectors);
+        v.index.add(ids, &vectors.concat())?;
+        v.owners.extend(ids.iter().map(|&id| (id, customer_id)));
+        self.stored.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.unsaved.store(true, Ordering::Release);
         Ok(())
     }
+
+    fn index_removed(&self, ids: &[i64]) -> Result<(), GalleryError> {
+        let mut v = lock(&self.vectors);
+        for id in ids {
+            v.owners.remove(id);
+        }
+        self.stored.fetch_sub(ids.len() as u64, Ordering::Relaxed);
+        self.unsaved.store(true, Ordering::Release);
+        v.index.remove(ids)
+    }
+
+    /// Takes the portraits' owners away (so no search returns them); what was taken, to restore.
+    fn disown(&self, portraits: &[i64]) -> Vec<(i64, i64)> {
+        let mut v = lock(&self.vectors);
+        portraits
+            .iter()
+            .filter_map(|id| v.owners.remove(id).map(|owner| (*id, owner)))
+            .collect()
+    }
+
+    fn restore(&self, owners: Vec<(i64, i64)>) {
+        lock(&self.vectors).owners.extend(owners);
+    }
+}
+
+/// Recomputes every portrait's embedding with the model `model_id` from its kept face crop,
+/// all in one transaction: nothing changes unless every portrait can be redone. The index is
+/// rebuilt from the store at the next open. Returns how many portraits were redone.
+pub fn reembed<E: std::fmt::Display>(
+    data_dir: &Path,
+    model_id: &str,
+    mut embed: impl FnMut(&Path) -> Result<Vec<f32>, E>,
+) -> Result<usize, GalleryError> {
+    let mut store = Store::open_any_model(data_dir)?;
+    let portraits = store.all_portraits()?;
+    let mut redone = Vec::with_capacity(portraits.len());
+    let mut problems = Vec::new();
+    for p in &portraits {
+        let Some(file) = &p.crop_file else {
+            problems.push(format!(
+                "portrait {} (customer {}) has no kept crop",
+                p.id, p.customer_id
+            ));
+            continue;
+        };
+        match embed(&store.crop_path(file)) {
+            Ok(embedding) => redone.push((p.id, embedding)),
+            Err(e) => problems.push(format!(
+                "portrait {} (customer {}): {e}",
+                p.id, p.customer_id
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(GalleryError::NotReembedded {
+            total: portraits.len(),
+            problems,
+        });
+    }
+    store.replace_embeddings(model_id, &redone)?;
+    Ok(redone.len())
 }
 
 /// A new customer's trimmed name and consent, or why they cannot be enrolled.
@@ -523,12 +647,4 @@ fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refus
             at: Utc::now(),
         },
     ))
-}
-
-fn ranked(inner: &mut Inner, embedding: &[f32]) -> Result<Vec<Candidate>, GalleryError> {
-    let k = inner.rules.top_k;
-    let hits = inner.index.search(embedding, k)?;
-    Ok(matching::rank_customers(&hits, |p| {
-        inner.owners.get(&p).copied()
-    }))
 }

@@ -6,88 +6,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use rusqlite_migration::{M, Migrations};
 use serde::Serialize;
 
 use super::GalleryError;
-
-const MIGRATIONS: &[M<'static>] = &[
-    M::up(
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE customers (
-        id INTEGER PRIMARY KEY,
-        display_name TEXT NOT NULL,
-        external_ref TEXT UNIQUE,
-        consent_how TEXT NOT NULL,
-        consent_by TEXT NOT NULL,
-        consent_at TEXT NOT NULL,
-        created_at TEXT NOT NULL
-     );
-     CREATE TABLE portraits (
-        id INTEGER PRIMARY KEY,
-        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
-        embedding BLOB NOT NULL,
-        model_id TEXT NOT NULL,
-        quality REAL NOT NULL,
-        quality_detail TEXT NOT NULL,
-        source TEXT NOT NULL,
-        captured_at TEXT NOT NULL,
-        crop_file TEXT
-     );
-     CREATE INDEX portraits_by_customer ON portraits(customer_id);
-     CREATE TABLE visits (
-        id INTEGER PRIMARY KEY,
-        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
-        visited_at TEXT NOT NULL,
-        camera TEXT
-     );
-     CREATE INDEX visits_by_customer ON visits(customer_id, visited_at);
-     CREATE TABLE purchases (
-        id INTEGER PRIMARY KEY,
-        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
-        visit_id INTEGER REFERENCES visits(id) ON DELETE SET NULL,
-        sku TEXT NOT NULL,
-        quantity INTEGER NOT NULL,
-        unit_price_cents INTEGER NOT NULL,
-        purchased_at TEXT NOT NULL
-     );
-     CREATE INDEX purchases_by_customer ON purchases(customer_id, purchased_at);",
-    ),
-    // The CRM: the catalogue with the designers' keywords, and what is known about a customer
-    // to suggest for them.
-    M::up(
-        "CREATE TABLE products (
-        sku TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        category TEXT NOT NULL,
-        price_cents INTEGER NOT NULL,
-        arrived_on TEXT NOT NULL,
-        stock INTEGER NOT NULL,
-        gender TEXT,
-        age_min INTEGER,
-        age_max INTEGER,
-        body_types TEXT NOT NULL,
-        styles TEXT NOT NULL,
-        colours TEXT NOT NULL,
-        extra TEXT NOT NULL
-     );
-     ALTER TABLE customers ADD COLUMN gender TEXT;
-     ALTER TABLE customers ADD COLUMN birth_year INTEGER;
-     ALTER TABLE customers ADD COLUMN body_type TEXT;
-     CREATE INDEX purchases_by_sku ON purchases(sku);",
-    ),
-    // Who changed what, when (matching rules so far).
-    M::up(
-        "CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY,
-        at TEXT NOT NULL,
-        who TEXT NOT NULL,
-        what TEXT NOT NULL,
-        old TEXT NOT NULL,
-        new TEXT NOT NULL
-     );",
-    ),
-];
 
 const CHANGE_COUNTER: &str = "change_counter";
 const MODEL_ID: &str = "model_id";
@@ -184,7 +105,7 @@ impl Store {
             path: data_dir.to_owned(),
             source,
         })?;
-        let conn = connect(data_dir)?;
+        let conn = crate::db::connect(data_dir)?;
         Ok(Store {
             conn,
             crops_dir: data_dir.join("crops"),
@@ -544,22 +465,6 @@ pub fn insert_visit(
         )?;
     }
     Ok(visit_id)
-}
-
-/// A connection to the store's database (created and migrated if new). The gallery and the CRM
-/// each hold one; WAL lets them read while the other writes.
-pub fn connect(data_dir: &Path) -> Result<Connection, GalleryError> {
-    let mut conn = Connection::open(data_dir.join("greeter.sqlite3")).map_err(sql)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sql)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sql)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sql)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sql)?;
-    Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
-    Ok(conn)
 }
 
 fn insert_portraits(

@@ -8,7 +8,7 @@ use super::landmarks::points;
 use super::manifest::ModelSpec;
 use super::preprocess::{normalise_chip, square_input};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlignmentKind {
     /// face-api.js: an axis-aligned square around eyes and mouth; no rotation.

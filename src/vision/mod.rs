@@ -15,6 +15,8 @@ pub mod quality;
 pub mod session;
 
 use std::path::PathBuf;
+
+use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
@@ -28,8 +30,28 @@ pub use landmarks::{Landmark68Net, Landmarker};
 pub use manifest::{Family, Manifest, ModelSpec};
 pub use quality::{Quality, QualityRules};
 
-use crate::config::Settings;
 use session::ModelLoader;
+
+/// Where the runtime is and how many threads each network may use.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RuntimeSettings {
+    pub onnxruntime: PathBuf,
+    pub intra_threads: usize,
+}
+
+/// Which networks, and the rules applied to what they find.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct VisionSettings {
+    pub models_dir: PathBuf,
+    pub detector: String,
+    pub landmarks: String,
+    pub embedder: String,
+    pub alignment: AlignmentKind,
+    pub detection_threshold: f32,
+    pub retry_padding: f32,
+    pub max_image_pixels: u64,
+    pub quality: QualityRules,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
@@ -81,9 +103,9 @@ pub enum VisionError {
 
 /// The configured embedder's identity (name and checksum) and dimensions, from the manifest
 /// alone: a gallery holds one model's embeddings and checks it without loading any network.
-pub fn embedder_identity(settings: &Settings) -> Result<(String, u32), VisionError> {
-    let manifest = Manifest::load(&settings.vision.models_dir)?;
-    let name = &settings.vision.embedder;
+pub fn embedder_identity(vision: &VisionSettings) -> Result<(String, u32), VisionError> {
+    let manifest = Manifest::load(&vision.models_dir)?;
+    let name = &vision.embedder;
     let spec = manifest.get(name)?;
     Ok((
         format!("{name}@{}", &spec.sha256[..spec.sha256.len().min(16)]),
@@ -177,14 +199,13 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads the three networks named in the settings (sha256-checked) once; the pipeline is
     /// `Send + Sync` and meant to be shared.
-    pub fn load(settings: &Settings) -> Result<Self, VisionError> {
-        let vision = &settings.vision;
+    pub fn load(vision: &VisionSettings, runtime: &RuntimeSettings) -> Result<Self, VisionError> {
         let manifest = Manifest::load(&vision.models_dir)?;
         let loader = ModelLoader {
-            library: &settings.runtime.onnxruntime,
+            library: &runtime.onnxruntime,
             models_dir: &vision.models_dir,
             manifest: &manifest,
-            intra_threads: settings.runtime.intra_threads,
+            intra_threads: runtime.intra_threads,
         };
         Ok(Self {
             detector: Box::new(BoxScoreDetector::new(

@@ -2,10 +2,12 @@
 //! per endpoint.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use greeter::config::Settings;
+use greeter::engine::Engine;
 use greeter::startup::Application;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,8 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub data: tempfile::TempDir,
+    /// the engine behind the port, to look inside (the gate's running jobs)
+    pub engine: Arc<Engine>,
     stop: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -65,6 +69,7 @@ async fn start(settings: Settings, data: Option<tempfile::TempDir>) -> TestApp {
         .await
         .expect("the service starts (run scripts/setup.sh first)");
     let port = app.port();
+    let engine = app.engine().clone();
     let stop = app.stop_token();
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -72,6 +77,7 @@ async fn start(settings: Settings, data: Option<tempfile::TempDir>) -> TestApp {
         port,
         client: reqwest::Client::new(),
         data,
+        engine,
         stop,
         server: Some(server),
     }

@@ -160,3 +160,123 @@ async fn the_service_stops_promptly_with_glasses_and_a_console_connected() {
     assert!(glasses.next(Duration::from_secs(5)).await.is_none());
     assert!(console.next(Duration::from_secs(5)).await.is_none());
 }
+
+#[tokio::test]
+async fn requests_that_time_out_stop_their_work_and_commit_nothing() {
+    let app = spawn_app(|s| {
+        s.server.inference_workers = 1;
+        s.server.inference_queue = 32;
+        // shorter than analysing one portrait on these machines: most requests time out
+        s.server.request_timeout_ms = 60;
+    })
+    .await;
+    let enrolments = (0..8).map(|i| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", format!("Burst {i}"))
+            .text("consent", "signed")
+            .text("force", "true")
+            .part("portrait", image_part(zhou_portrait(), "zhou.png"));
+        let request = app.enrol(form, POS_KEY);
+        async move { (format!("Burst {i}"), request.await) }
+    });
+    let frames = (0..12).map(|_| app.recognize(demo("sample1.jpg"), TERMINAL_KEY));
+    let (enrolled, recognized) = tokio::join!(
+        futures_util::future::join_all(enrolments),
+        futures_util::future::join_all(frames)
+    );
+    let mut answered = Vec::new();
+    let mut timed_out = 0;
+    for (name, response) in enrolled {
+        match response.status().as_u16() {
+            201 => answered.push(name),
+            408 => {
+                timed_out += 1;
+                let body: Value = response.json().await.unwrap();
+                assert!(
+                    body["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("nothing was changed"),
+                    "{body}"
+                );
+            }
+            other => panic!("{name}: status {other}"),
+        }
+    }
+    for response in recognized {
+        assert!(
+            [200, 408].contains(&response.status().as_u16()),
+            "{}",
+            response.status()
+        );
+    }
+    assert!(timed_out > 0, "some enrolments time out at 60 ms");
+    // the work a timed-out request had started ends with it: never more than the one worker,
+    // and idle within a second
+    let idle_by = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let running = app.engine.gate.running();
+        assert!(
+            running <= 1,
+            "{running} inference jobs with 1 worker configured"
+        );
+        if running == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < idle_by,
+            "still busy a second after the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // only the enrolments answered 201 exist
+    let customers: Value = app.get_json("/v1/customers", ADMIN_KEY).await;
+    let mut names: Vec<String> = customers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["display_name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    answered.sort();
+    assert_eq!(names, answered);
+}
+
+#[tokio::test]
+async fn every_error_is_json() {
+    let app = spawn_app(|_| {}).await;
+    for (path, status) in [
+        ("/v1/customers/not-a-number", 400),
+        ("/v1/customers?query=a&query=b", 400),
+        ("/v1/nowhere", 404),
+    ] {
+        let response = app.get(path, ADMIN_KEY).await;
+        assert_eq!(response.status(), status, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let wrong_method = app
+        .client
+        .patch(app.url("/v1/customers"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    let not_json = app
+        .client
+        .put(app.url("/v1/settings/matching"))
+        .bearer_auth(ADMIN_KEY)
+        .body("threshold=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
+    let body: Value = not_json.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Content-Type"),
+        "{body}"
+    );
+}

@@ -16,7 +16,8 @@ pub fn pipeline(detector: &str, alignment: AlignmentKind) -> Pipeline {
     let mut settings = settings();
     settings.vision.detector = detector.to_owned();
     settings.vision.alignment = alignment;
-    Pipeline::load(&settings).expect("models load (run scripts/setup.sh first)")
+    Pipeline::load(&settings.vision, &settings.runtime)
+        .expect("models load (run scripts/setup.sh first)")
 }
 
 pub fn root() -> PathBuf {

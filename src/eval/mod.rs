@@ -1,5 +1,7 @@
 //! Verification and identification accuracy on a labelled folder (one sub-folder per person).
 
+pub mod open_set;
+
 use serde::Serialize;
 
 use crate::vision::{Embedding, similarity};

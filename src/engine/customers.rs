@@ -1,0 +1,134 @@
+//! Customers: enrolment with consent, more portraits, erasure, and what is known about them.
+//! Checks that need no image run first, so a refused request costs no inference; the write
+//! happens only once the request's claim holds (see `gate`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::EngineError;
+use super::faces::{FaceReader, Photo};
+use super::gate::Claim;
+use crate::crm::{Card, Crm};
+use crate::gallery::{Customer, Enrolled, Gallery, NewCustomer, Portrait};
+use crate::live::LiveFeed;
+
+pub struct Enrolment {
+    pub name: String,
+    /// what is known for suggestions: "female"/"male", year of birth, body type
+    pub gender: Option<String>,
+    pub birth_year: Option<i32>,
+    pub body_type: Option<String>,
+    pub consent: String,
+    pub consent_by: String,
+    pub external_ref: Option<String>,
+    pub force: bool,
+    pub photos: Vec<Photo>,
+}
+
+/// A customer with their portraits and the card the glasses would show.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerRecord {
+    pub customer: Customer,
+    pub portraits: Vec<Portrait>,
+    pub card: Card,
+}
+
+pub struct Customers {
+    faces: Arc<FaceReader>,
+    gallery: Arc<Gallery>,
+    crm: Arc<Crm>,
+    live: Arc<LiveFeed>,
+}
+
+impl Customers {
+    pub fn new(
+        faces: Arc<FaceReader>,
+        gallery: Arc<Gallery>,
+        crm: Arc<Crm>,
+        live: Arc<LiveFeed>,
+    ) -> Self {
+        Customers {
+            faces,
+            gallery,
+            crm,
+            live,
+        }
+    }
+
+    pub fn enrol(&self, enrolment: Enrolment, claim: &Claim) -> Result<Enrolled, EngineError> {
+        // refuse before the expensive part
+        if enrolment.name.trim().is_empty() {
+            return Err(crate::gallery::Refusal::EmptyName.into());
+        }
+        if enrolment.consent.trim().is_empty() {
+            return Err(crate::gallery::Refusal::NoConsent.into());
+        }
+        if let Some(g) = &enrolment.gender
+            && !["female", "male"].contains(&g.as_str())
+        {
+            return Err(EngineError::Invalid(format!(
+                "gender {g:?} is not female or male (leave it out when unknown)"
+            )));
+        }
+        let portraits = self.faces.portraits(&enrolment.photos)?;
+        claim.commit()?;
+        let enrolled = self.gallery.enrol(NewCustomer {
+            name: enrolment.name,
+            external_ref: enrolment.external_ref,
+            consent_how: enrolment.consent,
+            consent_by: enrolment.consent_by,
+            portraits,
+            force: enrolment.force,
+        })?;
+        self.crm.set_attributes(
+            enrolled.customer_id,
+            enrolment.gender.as_deref(),
+            enrolment.birth_year,
+            enrolment.body_type.as_deref(),
+        )?;
+        Ok(enrolled)
+    }
+
+    pub fn add_portraits(
+        &self,
+        customer_id: i64,
+        photos: &[Photo],
+        force: bool,
+        claim: &Claim,
+    ) -> Result<Enrolled, EngineError> {
+        // an unknown customer is a 404 before any image work
+        self.gallery.customer(customer_id)?;
+        let portraits = self.faces.portraits(photos)?;
+        claim.commit()?;
+        let added = self.gallery.add_portraits(customer_id, portraits, force)?;
+        Ok(added)
+    }
+
+    /// Erases the customer: profile, portraits, vectors, crops, visits, purchases, and the
+    /// console's crops of them.
+    pub fn delete(&self, customer_id: i64) -> Result<(), EngineError> {
+        self.gallery.delete_customer(customer_id)?;
+        self.live.forget(customer_id);
+        Ok(())
+    }
+
+    pub fn search(&self, query: &str) -> Result<Vec<Customer>, EngineError> {
+        Ok(self.gallery.customers(query)?)
+    }
+
+    pub fn show(&self, customer_id: i64) -> Result<CustomerRecord, EngineError> {
+        let (customer, portraits) = self.gallery.customer(customer_id)?;
+        Ok(CustomerRecord {
+            customer,
+            portraits,
+            card: self.card_of(customer_id)?,
+        })
+    }
+
+    /// The card of a customer as the glasses would show it (score 1: not from a face).
+    pub fn card_of(&self, customer_id: i64) -> Result<Card, EngineError> {
+        Ok(self.crm.card(customer_id, 1.0, Utc::now())?)
+    }
+}
