@@ -2,6 +2,8 @@
 //! HNSW recall@1 against Flat), and start-up time with 100k enrolled portraits (index present /
 //! rebuilt from the store).
 //!
+//! Then identify latency at 100k portraits, idle and while enrolments and index saves run.
+//!
 //! cargo bench --bench gallery                      (all sizes: 10k, 100k, 1M)
 //! GALLERY_SIZES=10000,100000 cargo bench --bench gallery
 #[path = "support.rs"]
@@ -133,7 +135,7 @@ fn passing_face(embedding: Vec<f32>) -> FaceObservation {
     }
 }
 
-fn startup_bench(portraits: usize) {
+fn startup_bench(portraits: usize) -> (tempfile::TempDir, GallerySettings, MatchRules) {
     let dir = tempfile::tempdir().unwrap();
     let settings = GallerySettings {
         data_dir: dir.path().to_owned(),
@@ -191,12 +193,105 @@ fn startup_bench(portraits: usize) {
     );
     std::fs::remove_file(dir.path().join("index.faiss")).unwrap();
     let t = Instant::now();
-    let (_, report) = Gallery::open(settings, rules, "bench", DIM as u32).unwrap();
+    let (_, report) = Gallery::open(settings.clone(), rules.clone(), "bench", DIM as u32).unwrap();
     println!(
         "start-up, index rebuilt:  {:>7.0} ms (rebuilt: {:?})",
         ms(t.elapsed()),
         report.rebuilt.is_some()
     );
+    (dir, settings, rules)
+}
+
+/// How writers disturb matching: identify latency on the gallery `startup_bench` wrote, idle
+/// and while another thread enrols customers (each with a duplicate check, a synced SQLite
+/// transaction and an index add) and index snapshots are saved — every second (more often than
+/// the service's 5 s), then after every enrolment (the worst case).
+fn contention_bench(settings: GallerySettings, rules: MatchRules) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let (gallery, _) = Gallery::open(settings, rules, "bench", DIM as u32).unwrap();
+    let gallery = Arc::new(gallery);
+    let portraits = gallery.counts().0;
+    let mut rng = Rng(7);
+    let probes = rng.unit_vectors(2000);
+    let identify_all = |gallery: &Gallery| {
+        let mut times: Vec<Duration> = probes
+            .chunks_exact(DIM)
+            .map(|q| {
+                let t = Instant::now();
+                gallery.identify(q).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        times
+    };
+    println!(
+        "
+identify with {portraits} portraits enrolled, 2000 probes:"
+    );
+    let idle = identify_all(&gallery);
+    println!(
+        "  idle:                              p50 {:>6.2} ms  p99 {:>6.2} ms",
+        percentile(&idle, 0.5),
+        percentile(&idle, 0.99)
+    );
+    for (label, save_every_enrolment) in [
+        ("enrolling, index saved every 1 s:", false),
+        ("enrolling, index saved each time:", true),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (enrolled, saved) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let writer = {
+            let (gallery, stop, enrolled, saved) = (
+                gallery.clone(),
+                stop.clone(),
+                enrolled.clone(),
+                saved.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut rng = Rng(0xBEEF ^ save_every_enrolment as u64);
+                let mut last_save = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let portrait = PortraitInput {
+                        face: passing_face(rng.unit_vectors(1)),
+                        source: "bench".into(),
+                        crop_jpeg: None,
+                    };
+                    gallery
+                        .enrol(NewCustomer {
+                            name: "walk-in".into(),
+                            external_ref: None,
+                            consent_how: "bench".into(),
+                            consent_by: "bench".into(),
+                            portraits: vec![portrait],
+                            force: std::env::var("BENCH_FORCE").is_ok(),
+                        })
+                        .unwrap();
+                    enrolled.fetch_add(1, Ordering::Relaxed);
+                    if save_every_enrolment || last_save.elapsed() >= Duration::from_secs(1) {
+                        gallery.save_index().unwrap();
+                        saved.fetch_add(1, Ordering::Relaxed);
+                        last_save = Instant::now();
+                    }
+                }
+            })
+        };
+        let started = Instant::now();
+        let busy = identify_all(&gallery);
+        let seconds = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        println!(
+            "  {label:<34} p50 {:>6.2} ms  p99 {:>6.2} ms  ({:.1}x idle p99; {:.0} enrolments/s, {} saves)",
+            percentile(&busy, 0.5),
+            percentile(&busy, 0.99),
+            percentile(&busy, 0.99) / percentile(&idle, 0.99),
+            enrolled.load(Ordering::Relaxed) as f64 / seconds,
+            saved.load(Ordering::Relaxed)
+        );
+    }
 }
 
 fn main() {
@@ -215,5 +310,6 @@ fn main() {
     for size in sizes {
         search_bench(size);
     }
-    startup_bench(100_000);
+    let (_dir, settings, rules) = startup_bench(100_000);
+    contention_bench(settings, rules);
 }

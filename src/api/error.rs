@@ -123,6 +123,7 @@ fn gallery_status(error: &GalleryError) -> StatusCode {
         | GalleryError::Db(_)
         | GalleryError::NotReembedded { .. }
         | GalleryError::Index(_)
+        | GalleryError::Search { .. }
         | GalleryError::Io { .. }
         | GalleryError::ModelMismatch { .. }
         | GalleryError::Dimensions { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faiss::index::IndexImpl;
 use faiss::index::TryClone;
@@ -42,12 +43,35 @@ unsafe extern "C" {
 /// idle OpenMP threads costs milliseconds at the tail (measured at 10k vectors: p99 8 ms with
 /// 2 threads, 0.43 ms with 1).
 pub fn set_search_threads(threads: usize) {
-    // SAFETY: sets a process-wide OpenMP setting; no memory is shared with Rust.
-    unsafe { omp_set_num_threads(threads.clamp(1, 64) as std::os::raw::c_int) }
+    SEARCH_THREADS.store(threads.clamp(1, 64), Ordering::Relaxed);
+}
+
+static SEARCH_THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// OpenMP's thread count is a per-thread setting: each thread that searches applies it.
+fn apply_search_threads() {
+    let threads = SEARCH_THREADS.load(Ordering::Relaxed) as std::os::raw::c_int;
+    // SAFETY: sets the calling thread's OpenMP setting; no memory is shared with Rust.
+    unsafe { omp_set_num_threads(threads) }
 }
 
 fn faiss_err(source: faiss::error::Error) -> GalleryError {
     GalleryError::Index(source)
+}
+
+/// The message of the C API's last failure on this thread.
+fn last_faiss_error(code: std::os::raw::c_int) -> GalleryError {
+    // SAFETY: called right after a failed C API call on this thread; the string it points to
+    // lives until the next faiss call on this thread and is copied here.
+    let message = unsafe {
+        let e = faiss_sys::faiss_get_last_error();
+        if e.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    };
+    GalleryError::Search { code, message }
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -133,19 +157,43 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// The `k` nearest portraits: (portrait id, similarity), best first.
-    pub fn search(&mut self, query: &[f32], k: usize) -> Result<Vec<(i64, f32)>, GalleryError> {
+    /// The `k` nearest portraits: (portrait id, similarity), best first. Takes `&self`: any
+    /// number of searches may run at once (the gallery holds the index under a read lock).
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(i64, f32)>, GalleryError> {
         if self.index.ntotal() == 0 || k == 0 {
             return Ok(Vec::new());
         }
+        if query.len() != self.dimensions as usize {
+            return Err(GalleryError::Dimensions {
+                expected: self.dimensions as usize,
+                got: query.len(),
+            });
+        }
         let fetch = (k + self.tombstones.len()).min(self.index.ntotal() as usize);
-        let result = self.index.search(query, fetch).map_err(faiss_err)?;
-        Ok(result
-            .labels
-            .iter()
-            .zip(result.distances)
-            .filter_map(|(label, score)| label.get().map(|id| (id as i64, score)))
-            .filter(|(id, _)| !self.tombstones.contains(id))
+        let mut scores = vec![0f32; fetch];
+        let mut labels = vec![-1i64; fetch];
+        apply_search_threads();
+        // SAFETY: the faiss crate's `IndexImpl::search` needs `&mut` only because an index
+        // could live on a GPU; ours is always a CPU index (made by `index_factory` or
+        // `read_index` here), whose search is const and documented safe to run concurrently.
+        // One query of `dimensions` floats in, `fetch` scores and labels out, as sized above.
+        let code = unsafe {
+            faiss_sys::faiss_Index_search(
+                self.index.inner_ptr(),
+                1,
+                query.as_ptr(),
+                fetch as faiss_sys::idx_t,
+                scores.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            )
+        };
+        if code != 0 {
+            return Err(last_faiss_error(code));
+        }
+        Ok(labels
+            .into_iter()
+            .zip(scores)
+            .filter(|&(id, _)| id >= 0 && !self.tombstones.contains(&id))
             .take(k)
             .collect())
     }
@@ -306,7 +354,7 @@ mod tests {
             count: 1,
         };
         index.save(dir.path(), &meta).unwrap();
-        let mut loaded = VectorIndex::load(dir.path(), &meta, 2).unwrap();
+        let loaded = VectorIndex::load(dir.path(), &meta, 2).unwrap();
         assert_eq!(loaded.search(&unit(&[1.0, 0.0]), 1).unwrap()[0].0, 7);
         let newer = IndexMeta {
             change_counter: 4,

@@ -8,9 +8,9 @@ pub mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
 
 use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use image::RgbImage;
@@ -45,6 +45,8 @@ pub enum GalleryError {
     Db(#[from] crate::db::DbError),
     #[error("vector index error")]
     Index(#[source] faiss::error::Error),
+    #[error("vector search failed (faiss error {code}: {message})")]
+    Search { code: i32, message: String },
     #[error("cannot write {path}")]
     Io {
         path: PathBuf,
@@ -147,12 +149,13 @@ struct Vectors {
     owners: HashMap<i64, i64>,
 }
 
-/// Three locks, each held briefly and always taken in this order: `store` (the one writer at a
-/// time, and every row read), then `vectors`. `rules` is read on every match and written only
-/// by store IT.
+/// Three locks, always taken in this order: `store` (the one writer at a time, and every row
+/// read), then `vectors`, read-locked by every search (searches run side by side) and
+/// write-locked only to add or remove a few vectors. `rules` is read on every match and written
+/// only by store IT. Nothing slow (SQLite, files, fsync) happens under `vectors`.
 pub struct Gallery {
     store: Mutex<Store>,
-    vectors: Mutex<Vectors>,
+    vectors: RwLock<Vectors>,
     rules: RwLock<MatchRules>,
     /// portraits in the store, kept by every write: readiness without a table scan
     stored: AtomicU64,
@@ -172,10 +175,11 @@ pub fn quality_score(q: &Quality) -> f32 {
     q.detector_score * q.frontalness * size * sharp
 }
 
-/// A poisoned lock is taken over: the store is transactional, and the index is re-checked
+/// parking_lot's locks hand over fairly under contention (a writer is not starved by a stream
+/// of searches), and have no poisoning: the store is transactional and the index is re-checked
 /// against it at the next open, so a panic elsewhere cannot leave either half-updated for long.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    mutex.lock()
 }
 
 impl Gallery {
@@ -243,7 +247,7 @@ impl Gallery {
         let gallery = Gallery {
             stored: AtomicU64::new(owners.len() as u64),
             store: Mutex::new(store),
-            vectors: Mutex::new(Vectors { index, owners }),
+            vectors: RwLock::new(Vectors { index, owners }),
             rules: RwLock::new(rules),
             unsaved: AtomicBool::new(false),
             saving: Mutex::new(()),
@@ -263,7 +267,7 @@ impl Gallery {
         self.unsaved.store(false, Ordering::Release);
         let (snapshot, meta) = {
             let store = lock(&self.store);
-            let vectors = lock(&self.vectors);
+            let vectors = self.vectors.read();
             let meta = IndexMeta {
                 change_counter: store.change_counter()?,
                 model_id: self.model_id.clone(),
@@ -301,7 +305,7 @@ impl Gallery {
 
     /// Best score per customer among the `k` nearest portraits, best first.
     fn ranked(&self, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {
-        let mut vectors = lock(&self.vectors);
+        let vectors = self.vectors.read();
         let hits = vectors.index.search(embedding, k)?;
         Ok(matching::rank_customers(&hits, |p| {
             vectors.owners.get(&p).copied()
@@ -411,7 +415,7 @@ impl Gallery {
     }
 
     pub fn rules(&self) -> MatchRules {
-        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rules.read().clone()
     }
 
     /// Changes threshold and margin at once for every later match, saves them in the store and
@@ -431,7 +435,7 @@ impl Gallery {
             top_k: old.top_k,
         };
         store.save_matching_rules(&old, &new, who)?;
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *self.rules.write() = new;
         Ok(old)
     }
 
@@ -455,12 +459,12 @@ impl Gallery {
     /// Portraits in the store and vectors in the index, from counters (no table scan); both
     /// change under the same lock, so they differ only when something went wrong.
     pub fn counts(&self) -> (u64, u64) {
-        let v = lock(&self.vectors);
+        let v = self.vectors.read();
         (self.stored.load(Ordering::Relaxed), v.index.len())
     }
 
     pub fn portrait_count(&self) -> u64 {
-        lock(&self.vectors).index.len()
+        self.vectors.read().index.len()
     }
 
     /// Quality gate and duplicate check; the survivors as rows to store.
@@ -560,7 +564,7 @@ impl Gallery {
         ids: &[i64],
         vectors: &[Vec<f32>],
     ) -> Result<(), GalleryError> {
-        let mut v = lock(&self.vectors);
+        let mut v = self.vectors.write();
         v.index.add(ids, &vectors.concat())?;
         v.owners.extend(ids.iter().map(|&id| (id, customer_id)));
         self.stored.fetch_add(ids.len() as u64, Ordering::Relaxed);
@@ -569,7 +573,7 @@ impl Gallery {
     }
 
     fn index_removed(&self, ids: &[i64]) -> Result<(), GalleryError> {
-        let mut v = lock(&self.vectors);
+        let mut v = self.vectors.write();
         for id in ids {
             v.owners.remove(id);
         }
@@ -580,7 +584,7 @@ impl Gallery {
 
     /// Takes the portraits' owners away (so no search returns them); what was taken, to restore.
     fn disown(&self, portraits: &[i64]) -> Vec<(i64, i64)> {
-        let mut v = lock(&self.vectors);
+        let mut v = self.vectors.write();
         portraits
             .iter()
             .filter_map(|id| v.owners.remove(id).map(|owner| (*id, owner)))
@@ -588,7 +592,7 @@ impl Gallery {
     }
 
     fn restore(&self, owners: Vec<(i64, i64)>) {
-        lock(&self.vectors).owners.extend(owners);
+        self.vectors.write().owners.extend(owners);
     }
 }
 
