@@ -226,28 +226,31 @@ impl VectorIndex {
         sync_and_rename(&tmp, &dir.join(META_FILE))
     }
 
-    /// The saved index if it is exactly what `expected` describes; `None` (with the reason)
-    /// when it is missing, unreadable or stale.
-    pub fn load(dir: &Path, expected: &IndexMeta, dimensions: u32) -> Result<VectorIndex, String> {
-        let meta_path = dir.join(META_FILE);
-        let text = std::fs::read(&meta_path).map_err(|e| format!("no index metadata ({e})"))?;
-        let meta: IndexMeta =
-            serde_json::from_slice(&text).map_err(|e| format!("corrupt index metadata ({e})"))?;
+    /// The saved index if it is exactly what `expected` describes; why not when it is missing,
+    /// unreadable or stale (the caller rebuilds it from the store).
+    pub fn load(
+        dir: &Path,
+        expected: &IndexMeta,
+        dimensions: u32,
+    ) -> Result<VectorIndex, Unusable> {
+        let text = std::fs::read(dir.join(META_FILE)).map_err(Unusable::NoMetadata)?;
+        let meta: IndexMeta = serde_json::from_slice(&text).map_err(Unusable::CorruptMetadata)?;
         if meta != *expected {
-            return Err(format!(
-                "stale index (saved {meta:?}, store is {expected:?})"
-            ));
+            return Err(Unusable::Stale {
+                saved: Box::new(meta),
+                store: Box::new(expected.clone()),
+            });
         }
         let path = dir.join(INDEX_FILE);
-        let index = faiss::read_index(path.to_string_lossy().as_ref())
-            .map_err(|e| format!("unreadable index ({e})"))?;
+        let index =
+            faiss::read_index(path.to_string_lossy().as_ref()).map_err(Unusable::Unreadable)?;
         if index.ntotal() != expected.count || index.d() != dimensions {
-            return Err(format!(
-                "index holds {} vectors of {} dimensions, expected {} of {dimensions}",
-                index.ntotal(),
-                index.d(),
-                expected.count
-            ));
+            return Err(Unusable::WrongShape {
+                vectors: index.ntotal(),
+                dimensions: index.d(),
+                expected_vectors: expected.count,
+                expected_dimensions: dimensions,
+            });
         }
         Ok(VectorIndex {
             index,
@@ -256,6 +259,31 @@ impl VectorIndex {
             tombstones: HashSet::new(),
         })
     }
+}
+
+/// Why a saved index cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("no index metadata")]
+    NoMetadata(#[source] std::io::Error),
+    #[error("corrupt index metadata")]
+    CorruptMetadata(#[source] serde_json::Error),
+    #[error("stale index (saved {saved:?}, store is {store:?})")]
+    Stale {
+        saved: Box<IndexMeta>,
+        store: Box<IndexMeta>,
+    },
+    #[error("unreadable index")]
+    Unreadable(#[source] faiss::error::Error),
+    #[error(
+        "index holds {vectors} vectors of {dimensions} dimensions, expected {expected_vectors} of {expected_dimensions}"
+    )]
+    WrongShape {
+        vectors: u64,
+        dimensions: u32,
+        expected_vectors: u64,
+        expected_dimensions: u32,
+    },
 }
 
 fn sync_and_rename(tmp: &PathBuf, dest: &Path) -> Result<(), GalleryError> {
@@ -363,6 +391,7 @@ mod tests {
         assert!(
             VectorIndex::load(dir.path(), &newer, 2)
                 .unwrap_err()
+                .to_string()
                 .contains("stale")
         );
         std::fs::write(dir.path().join(INDEX_FILE), b"garbage").unwrap();

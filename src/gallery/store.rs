@@ -77,10 +77,6 @@ pub struct Store {
     crops_dir: std::path::PathBuf,
 }
 
-fn sql(source: rusqlite::Error) -> GalleryError {
-    GalleryError::Store(source)
-}
-
 impl Store {
     /// Opens (creating and migrating) the database under `data_dir`, and checks that its
     /// embeddings were made by `model_id`.
@@ -122,37 +118,34 @@ impl Store {
         model_id: &str,
         embeddings: &[(i64, Vec<f32>)],
     ) -> Result<(), GalleryError> {
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.transaction()?;
         for (id, embedding) in embeddings {
             let blob: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
             tx.execute(
                 "UPDATE portraits SET embedding = ?1, model_id = ?2 WHERE id = ?3",
                 params![blob, model_id, id],
-            )
-            .map_err(sql)?;
+            )?;
         }
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
             params![MODEL_ID, model_id],
-        )
-        .map_err(sql)?;
+        )?;
         Self::bump_counter(&tx)?;
-        tx.commit().map_err(sql)
+        Ok(tx.commit()?)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, GalleryError> {
-        self.conn
+        Ok(self
+            .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(sql)
+            .optional()?)
     }
 
     fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), GalleryError> {
         conn.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
             params![key, value],
-        )
-        .map_err(sql)?;
+        )?;
         Ok(())
     }
 
@@ -161,8 +154,7 @@ impl Store {
             "INSERT INTO meta(key, value) VALUES (?1, '1')
              ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
             [CHANGE_COUNTER],
-        )
-        .map_err(sql)?;
+        )?;
         Ok(())
     }
 
@@ -189,16 +181,15 @@ impl Store {
     ) -> Result<(i64, Vec<i64>), GalleryError> {
         let model_id = self.model_id()?;
         let crops_dir = self.crops_dir.clone();
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO customers(display_name, external_ref, consent_how, consent_by, consent_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![display_name, external_ref, consent.how, consent.by, consent.at, Utc::now()],
-        )
-        .map_err(sql)?;
+        )?;
         let customer_id = tx.last_insert_rowid();
         let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
-        tx.commit().map_err(sql)?;
+        tx.commit()?;
         Ok((customer_id, ids))
     }
 
@@ -209,28 +200,26 @@ impl Store {
     ) -> Result<Vec<i64>, GalleryError> {
         let model_id = self.model_id()?;
         let crops_dir = self.crops_dir.clone();
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.transaction()?;
         let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
-        tx.commit().map_err(sql)?;
+        tx.commit()?;
         Ok(ids)
     }
 
     pub fn remove_portraits(&mut self, ids: &[i64]) -> Result<(), GalleryError> {
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.transaction()?;
         let mut crops = Vec::new();
         for id in ids {
             let crop: Option<Option<String>> = tx
                 .query_row("SELECT crop_file FROM portraits WHERE id = ?1", [id], |r| {
                     r.get(0)
                 })
-                .optional()
-                .map_err(sql)?;
+                .optional()?;
             crops.extend(crop.flatten());
-            tx.execute("DELETE FROM portraits WHERE id = ?1", [id])
-                .map_err(sql)?;
+            tx.execute("DELETE FROM portraits WHERE id = ?1", [id])?;
         }
         Self::bump_counter(&tx)?;
-        tx.commit().map_err(sql)?;
+        tx.commit()?;
         self.remove_crop_files(&crops);
         Ok(())
     }
@@ -238,34 +227,27 @@ impl Store {
     /// Erases the customer, every portrait, crop file, visit and purchase. Returns the removed
     /// portrait ids, or `None` for an unknown customer.
     pub fn delete_customer(&mut self, id: i64) -> Result<Option<Vec<i64>>, GalleryError> {
-        let tx = self.conn.transaction().map_err(sql)?;
-        let exists: bool = tx
-            .query_row(
-                "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
-                [id],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
+        let tx = self.conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
         if !exists {
             return Ok(None);
         }
         let (ids, crops): (Vec<i64>, Vec<Option<String>>) = {
-            let mut stmt = tx
-                .prepare("SELECT id, crop_file FROM portraits WHERE customer_id = ?1")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql)?;
-            rows.collect::<Result<Vec<(i64, Option<String>)>, _>>()
-                .map_err(sql)?
+            let mut stmt =
+                tx.prepare("SELECT id, crop_file FROM portraits WHERE customer_id = ?1")?;
+            let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<Vec<(i64, Option<String>)>, _>>()?
                 .into_iter()
                 .unzip()
         };
         // Visits, purchases and portraits go with the customer (ON DELETE CASCADE).
-        tx.execute("DELETE FROM customers WHERE id = ?1", [id])
-            .map_err(sql)?;
+        tx.execute("DELETE FROM customers WHERE id = ?1", [id])?;
         Self::bump_counter(&tx)?;
-        tx.commit().map_err(sql)?;
+        tx.commit()?;
         self.remove_crop_files(&crops.into_iter().flatten().collect::<Vec<_>>());
         Ok(Some(ids))
     }
@@ -306,24 +288,22 @@ impl Store {
                     (SELECT COUNT(*) FROM portraits p WHERE p.customer_id = c.id)
              FROM customers c WHERE {condition} ORDER BY c.id"
         );
-        let mut stmt = self.conn.prepare(&query).map_err(sql)?;
-        let rows = stmt
-            .query_map(args, |r| {
-                Ok(Customer {
-                    id: r.get(0)?,
-                    display_name: r.get(1)?,
-                    external_ref: r.get(2)?,
-                    consent: Consent {
-                        how: r.get(3)?,
-                        by: r.get(4)?,
-                        at: r.get(5)?,
-                    },
-                    created_at: r.get(6)?,
-                    portraits: r.get::<_, i64>(7)? as usize,
-                })
+        let mut stmt = self.conn.prepare(&query)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok(Customer {
+                id: r.get(0)?,
+                display_name: r.get(1)?,
+                external_ref: r.get(2)?,
+                consent: Consent {
+                    how: r.get(3)?,
+                    by: r.get(4)?,
+                    at: r.get(5)?,
+                },
+                created_at: r.get(6)?,
+                portraits: r.get::<_, i64>(7)? as usize,
             })
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn portraits_of(&self, customer_id: i64) -> Result<Vec<Portrait>, GalleryError> {
@@ -343,25 +323,23 @@ impl Store {
             "SELECT id, customer_id, embedding, quality, source, captured_at, crop_file
              FROM portraits WHERE {condition} ORDER BY id"
         );
-        let mut stmt = self.conn.prepare(&query).map_err(sql)?;
-        let rows = stmt
-            .query_map(args, |r| {
-                let blob: Vec<u8> = r.get(2)?;
-                Ok(Portrait {
-                    id: r.get(0)?,
-                    customer_id: r.get(1)?,
-                    embedding: blob
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                    quality: r.get(3)?,
-                    source: r.get(4)?,
-                    captured_at: r.get(5)?,
-                    crop_file: r.get(6)?,
-                })
+        let mut stmt = self.conn.prepare(&query)?;
+        let rows = stmt.query_map(args, |r| {
+            let blob: Vec<u8> = r.get(2)?;
+            Ok(Portrait {
+                id: r.get(0)?,
+                customer_id: r.get(1)?,
+                embedding: blob
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                quality: r.get(3)?,
+                source: r.get(4)?,
+                captured_at: r.get(5)?,
+                crop_file: r.get(6)?,
             })
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Records a visit and what was bought in it, in one transaction; returns the visit id.
@@ -372,9 +350,9 @@ impl Store {
         camera: Option<&str>,
         basket: &[BasketItem],
     ) -> Result<i64, GalleryError> {
-        let tx = self.conn.transaction().map_err(sql)?;
-        let visit_id = insert_visit(&tx, customer_id, at, camera, basket).map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        let tx = self.conn.transaction()?;
+        let visit_id = insert_visit(&tx, customer_id, at, camera, basket)?;
+        tx.commit()?;
         Ok(visit_id)
     }
 
@@ -400,46 +378,37 @@ impl Store {
         who: &str,
     ) -> Result<(), GalleryError> {
         let json = |r: &super::MatchRules| serde_json::to_string(r).expect("plain data");
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self.conn.transaction()?;
         Self::set_meta(&tx, MATCHING, &json(new))?;
         tx.execute(
             "INSERT INTO audit_log(at, who, what, old, new) VALUES (?1, ?2, 'matching', ?3, ?4)",
             params![Utc::now(), who, json(old), json(new)],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)
+        )?;
+        Ok(tx.commit()?)
     }
 
     /// The latest audit entries, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, GalleryError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT at, who, what, old, new FROM audit_log ORDER BY id DESC LIMIT ?1")
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(AuditEntry {
-                    at: r.get(0)?,
-                    who: r.get(1)?,
-                    what: r.get(2)?,
-                    old: r.get(3)?,
-                    new: r.get(4)?,
-                })
+            .prepare("SELECT at, who, what, old, new FROM audit_log ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                who: r.get(1)?,
+                what: r.get(2)?,
+                old: r.get(3)?,
+                new: r.get(4)?,
             })
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// customer id of each portrait id
     pub fn portrait_owners(&self) -> Result<std::collections::HashMap<i64, i64>, GalleryError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, customer_id FROM portraits")
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)
+        let mut stmt = self.conn.prepare("SELECT id, customer_id FROM portraits")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -481,8 +450,7 @@ fn insert_portraits(
             "INSERT INTO portraits(customer_id, embedding, model_id, quality, quality_detail, source, captured_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![customer_id, blob, model_id, p.quality, p.quality_detail, p.source, Utc::now()],
-        )
-        .map_err(sql)?;
+        )?;
         let id = tx.last_insert_rowid();
         if let Some(jpeg) = p.crop_jpeg {
             // Written before the commit: a crash leaves at worst an orphan file, never a row
@@ -493,8 +461,7 @@ fn insert_portraits(
             tx.execute(
                 "UPDATE portraits SET crop_file = ?1 WHERE id = ?2",
                 params![file, id],
-            )
-            .map_err(sql)?;
+            )?;
         }
         ids.push(id);
     }
