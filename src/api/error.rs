@@ -97,7 +97,7 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::Gallery(e) => gallery_status(e),
         EngineError::Crm(e) => match e {
             CrmError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
-            CrmError::Invalid(_)
+            CrmError::HistoryHeader
             | CrmError::Catalog(CatalogError::Csv(_) | CatalogError::Json(_)) => {
                 StatusCode::BAD_REQUEST
             }

@@ -43,9 +43,7 @@ impl Crm {
                 .map(|c| column(c))
                 .collect();
         let Some(columns) = columns else {
-            return Err(CrmError::Invalid(
-                "the header row must name customer, visited_at, sku, quantity, unit_price".into(),
-            ));
+            return Err(CrmError::HistoryHeader);
         };
         let mut conn = self.conn();
         let mut sales: Vec<Sale> = Vec::new();

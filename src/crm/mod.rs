@@ -45,8 +45,8 @@ pub struct SegmentSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("the header row must name customer, visited_at, sku, quantity, unit_price")]
+    HistoryHeader,
     #[error("no customer with id {0}")]
     UnknownCustomer(i64),
     #[error("catalogue")]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::EngineError;
+use super::{EngineError, Invalid};
 use crate::calibration::{self, Calibration, Person};
 use crate::crm::Crm;
 use crate::crm::catalog::ImportReport;
@@ -30,9 +30,7 @@ impl Admin {
         customers: Option<usize>,
     ) -> Result<Calibration, EngineError> {
         if !(target_wrong_name > 0.0 && target_wrong_name < 1.0) {
-            return Err(EngineError::Invalid(
-                "target must be a rate between 0 and 1, e.g. 0.0001".into(),
-            ));
+            return Err(Invalid::TargetRate(target_wrong_name).into());
         }
         let mut people = calibration::enrolled_people(&self.gallery)?;
         let enrolled = people.len();
@@ -57,9 +55,7 @@ impl Admin {
         who: &str,
     ) -> Result<MatchRules, EngineError> {
         if !(0.0..=1.0).contains(&threshold) || !(0.0..=1.0).contains(&margin) {
-            return Err(EngineError::Invalid(format!(
-                "threshold ({threshold}) and margin ({margin}) must be within 0..=1"
-            )));
+            return Err(Invalid::Rules { threshold, margin }.into());
         }
         let old = self.gallery.set_rules(threshold, margin, who)?;
         tracing::info!(

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::EngineError;
 use super::faces::{FaceReader, Photo};
 use super::gate::Claim;
+use super::{EngineError, Invalid};
 use crate::crm::{Card, Crm};
 use crate::gallery::{BasketItem, Decision, Gallery, GalleryError, NewCustomer, PortraitInput};
 
@@ -99,11 +99,7 @@ impl Till {
                 let name = checkout
                     .name
                     .filter(|n| !n.trim().is_empty())
-                    .ok_or_else(|| {
-                        EngineError::Invalid(
-                            "an unknown customer can only be enrolled with a name".into(),
-                        )
-                    })?;
+                    .ok_or(Invalid::NameNeeded)?;
                 claim.commit()?;
                 let id = self.enrol(name, consent, &checkout.recorded_by, portrait)?;
                 receipt.enrolled = true;
@@ -167,18 +163,14 @@ impl Till {
 
 fn validate(checkout: &Checkout) -> Result<(), EngineError> {
     if checkout.customer_id.is_none() && checkout.portrait.is_none() {
-        return Err(EngineError::Invalid(
-            "a checkout needs a customer_id or a portrait".into(),
-        ));
+        return Err(Invalid::NobodyAtTheTill.into());
     }
     if let Some(bad) = checkout
         .basket
         .iter()
         .find(|i| i.sku.trim().is_empty() || i.quantity == 0 || i.unit_price_cents < 0)
     {
-        return Err(EngineError::Invalid(format!(
-            "basket item {bad:?}: needs a sku, a quantity of at least 1 and a price of at least 0"
-        )));
+        return Err(Invalid::BasketItem(bad.clone()).into());
     }
     Ok(())
 }

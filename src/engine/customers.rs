@@ -7,11 +7,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::EngineError;
 use super::faces::{FaceReader, Photo};
 use super::gate::Claim;
+use super::{EngineError, Invalid};
 use crate::crm::{Card, Crm};
-use crate::gallery::{Customer, Enrolled, Gallery, NewCustomer, Portrait};
+use crate::gallery::{Customer, Enrolled, Gallery, NewCustomer, Portrait, check_name_and_consent};
 use crate::live::LiveFeed;
 
 pub struct Enrolment {
@@ -59,18 +59,11 @@ impl Customers {
 
     pub fn enrol(&self, enrolment: Enrolment, claim: &Claim) -> Result<Enrolled, EngineError> {
         // refuse before the expensive part
-        if enrolment.name.trim().is_empty() {
-            return Err(crate::gallery::Refusal::EmptyName.into());
-        }
-        if enrolment.consent.trim().is_empty() {
-            return Err(crate::gallery::Refusal::NoConsent.into());
-        }
+        check_name_and_consent(&enrolment.name, &enrolment.consent)?;
         if let Some(g) = &enrolment.gender
             && !["female", "male"].contains(&g.as_str())
         {
-            return Err(EngineError::Invalid(format!(
-                "gender {g:?} is not female or male (leave it out when unknown)"
-            )));
+            return Err(Invalid::Gender(g.clone()).into());
         }
         let portraits = self.faces.portraits(&enrolment.photos)?;
         claim.commit()?;

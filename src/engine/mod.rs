@@ -73,8 +73,8 @@ pub enum EngineError {
     },
     #[error("{origin}: no face found")]
     NoFace { origin: String },
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("no camera {0:?}")]
     UnknownCamera(String),
     #[error("busy: too many frames waiting for analysis")]
@@ -91,6 +91,23 @@ pub enum EngineError {
     Crm(#[from] CrmError),
     #[error("a worker thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
+}
+
+/// A request the engine cannot act on as asked: the caller's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("gender {0:?} is not female or male (leave it out when unknown)")]
+    Gender(String),
+    #[error("target must be a rate between 0 and 1, e.g. 0.0001 (got {0})")]
+    TargetRate(f64),
+    #[error("threshold ({threshold}) and margin ({margin}) must be within 0..=1")]
+    Rules { threshold: f32, margin: f32 },
+    #[error("a checkout needs a customer_id or a portrait")]
+    NobodyAtTheTill,
+    #[error("an unknown customer can only be enrolled with a name")]
+    NameNeeded,
+    #[error("basket item {0:?}: needs a sku, a quantity of at least 1 and a price of at least 0")]
+    BasketItem(crate::gallery::BasketItem),
 }
 
 impl From<Refusal> for EngineError {

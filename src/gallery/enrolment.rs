@@ -83,15 +83,22 @@ pub fn quality_score(q: &Quality) -> f32 {
     q.detector_score * q.frontalness * size * sharp
 }
 
-/// A new customer's trimmed name and consent, or why they cannot be enrolled.
-pub(super) fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refusal> {
-    let name = customer.name.trim();
-    if name.is_empty() {
+/// Whether a customer with this name and consent may be enrolled at all: the first check, made
+/// before any image is read.
+pub fn check_name_and_consent(name: &str, consent: &str) -> Result<(), Refusal> {
+    if name.trim().is_empty() {
         return Err(Refusal::EmptyName);
     }
-    if customer.consent_how.trim().is_empty() {
+    if consent.trim().is_empty() {
         return Err(Refusal::NoConsent);
     }
+    Ok(())
+}
+
+/// A new customer's trimmed name and consent, or why they cannot be enrolled.
+pub(super) fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refusal> {
+    check_name_and_consent(&customer.name, &customer.consent_how)?;
+    let name = customer.name.trim();
     Ok((
         name.to_owned(),
         Consent {

@@ -16,7 +16,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use enrolment::named_with_consent;
-pub use enrolment::{Enrolled, NewCustomer, PortraitInput, Refusal, quality_score};
+pub use enrolment::{
+    Enrolled, NewCustomer, PortraitInput, Refusal, check_name_and_consent, quality_score,
+};
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};
 pub use reembed::reembed;
