@@ -280,3 +280,69 @@ async fn every_error_is_json() {
         "{body}"
     );
 }
+
+/// The response schemas in `/openapi.json` (api/views.rs) name exactly the fields the real
+/// answers carry: a field added to the engine's answer and not to its view fails here.
+#[tokio::test]
+async fn the_openapi_schemas_describe_the_real_answers() {
+    let app = spawn_app(|_| {}).await;
+    let enrolled = app
+        .enrol(
+            reqwest::multipart::Form::new()
+                .text("name", "Zhou Min")
+                .text("consent", "signed")
+                .part("portrait", image_part(zhou_portrait(), "zhou.png")),
+            POS_KEY,
+        )
+        .await;
+    let enrolled: Value = enrolled.json().await.unwrap();
+    let recognition: Value = app
+        .recognize(demo("sample5.jpg"), TERMINAL_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let receipt: Value = app
+        .checkout_json(
+            serde_json::json!({"customer_id": enrolled["customer_id"], "basket": []}),
+            POS_KEY,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let described = |schema: &str, answer: &Value| {
+        let properties = schemas[schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no schema {schema} in {schemas}"));
+        let fields = answer.as_object().unwrap();
+        for field in fields.keys() {
+            assert!(properties.contains_key(field), "{schema} lacks {field:?}: {answer}");
+        }
+        for required in schemas[schema]["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().unwrap();
+            assert!(fields.contains_key(required), "{schema}.{required} missing in {answer}");
+        }
+    };
+    described("Enrolled", &enrolled);
+    described("Recognition", &recognition);
+    let faces = recognition["faces"].as_array().unwrap();
+    assert!(faces.iter().any(|f| f["status"] == "known"), "{recognition}");
+    assert!(faces.iter().any(|f| f["status"] == "unknown"), "{recognition}");
+    for face in faces {
+        described("Sighting", face);
+    }
+    let card = &faces.iter().find(|f| f["status"] == "known").unwrap()["card"];
+    described("Card", card);
+    described("CheckoutReceipt", &receipt);
+}
