@@ -28,7 +28,7 @@ pub fn enrolled_people(gallery: &Gallery) -> Result<Vec<Person>, GalleryError> {
         .collect())
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Point {
     pub threshold: f32,
     /// impostor comparisons at or above the threshold (probe vs one other customer)
@@ -39,7 +39,7 @@ pub struct Point {
     pub wrong_name: f64,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
     pub people: usize,
     /// people with 2+ embeddings: the genuine scores come from them
@@ -66,7 +66,7 @@ pub struct Calibration {
 
 /// The configured rules applied to each genuine probe (one embedding against everyone,
 /// its own left out): how often the right name, no name, or a wrong name.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Current {
     pub threshold: f32,
     pub margin: f32,

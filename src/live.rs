@@ -26,7 +26,7 @@ const BACKLOG: usize = 64;
 const CROP_SIDE: u32 = 160;
 
 /// One recognition as the console shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LiveRecognition {
     pub id: u64,
     /// the camera id, or who sent the frame to `/v1/recognize`
@@ -34,7 +34,6 @@ pub struct LiveRecognition {
     pub at: DateTime<Utc>,
     pub card: Card,
     #[serde(rename = "box")]
-    #[schema(value_type = Object)]
     pub bbox: BBox,
     /// where the face crop can be fetched while it is kept (`None`: no crop could be made)
     pub crop: Option<String>,

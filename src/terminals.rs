@@ -21,13 +21,12 @@ pub struct TerminalSettings {
 }
 
 /// One card pushed to one terminal.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Announcement {
     pub terminal: String,
     pub camera: String,
     pub card: Card,
     #[serde(rename = "box")]
-    #[schema(value_type = Object)]
     pub bbox: BBox,
     /// when the frame entered the service
     pub frame_at: DateTime<Utc>,
@@ -39,7 +38,7 @@ pub struct Announcement {
 const BACKLOG: usize = 64;
 
 /// What store IT sees about a terminal.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TerminalHealth {
     pub id: String,
     pub cameras: Vec<String>,

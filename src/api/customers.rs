@@ -140,6 +140,7 @@ pub async fn delete(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CheckoutJson {
     pub customer_id: i64,
+    #[schema(value_type = Vec<views::BasketItem>)]
     pub basket: Vec<BasketItem>,
     pub camera: Option<String>,
 }
@@ -216,7 +217,7 @@ pub async fn checkout(
 /// (lists separated by `;`); other columns are kept. Bad rows are reported, the rest imported.
 #[utoipa::path(post, path = "/v1/catalog", tag = "customers",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = crate::crm::catalog::ImportReport),
+    responses((status = 200, body = views::ImportReport),
         (status = 400, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn import_catalog(

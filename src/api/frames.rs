@@ -90,7 +90,7 @@ pub async fn push(
 
 /// Every camera: its source, state, last error and frame counts.
 #[utoipa::path(get, path = "/v1/cameras", tag = "frames",
-    responses((status = 200, body = Vec<CameraHealth>)), security(("api_key" = [])))]
+    responses((status = 200, body = Vec<super::views::CameraHealth>)), security(("api_key" = [])))]
 pub async fn cameras(
     caller: Caller,
     State(state): State<AppState>,
@@ -101,7 +101,7 @@ pub async fn cameras(
 
 /// Every terminal: the cameras it hears about and how many event streams it has open.
 #[utoipa::path(get, path = "/v1/terminals", tag = "frames",
-    responses((status = 200, body = Vec<TerminalHealth>)), security(("api_key" = [])))]
+    responses((status = 200, body = Vec<super::views::TerminalHealth>)), security(("api_key" = [])))]
 pub async fn terminals(
     caller: Caller,
     State(state): State<AppState>,
@@ -115,7 +115,7 @@ pub async fn terminals(
 /// been told about within the cool-down.
 #[utoipa::path(get, path = "/v1/terminals/{id}/events", tag = "frames",
     params(("id" = String, Path, description = "a configured terminal")),
-    responses((status = 200, content_type = "text/event-stream", body = crate::terminals::Announcement),
+    responses((status = 200, content_type = "text/event-stream", body = super::views::Announcement),
         (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn events(

@@ -17,7 +17,7 @@ use super::{ApiError, AppState, ErrorBody};
 /// Server-Sent Events for the console: `ready`, then a `recognition` event (a `LiveRecognition`)
 /// for each known customer a camera or terminal sees, once per source and minute.
 #[utoipa::path(get, path = "/v1/live/events", tag = "live",
-    responses((status = 200, content_type = "text/event-stream", body = crate::live::LiveRecognition),
+    responses((status = 200, content_type = "text/event-stream", body = super::views::LiveRecognition),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn events(

@@ -23,7 +23,7 @@ pub struct CalibrationQuery {
 /// portraits give genuine pairs), FAR/FRR per threshold, the EER, the expected wrong-name rate
 /// per stranger for this gallery's size, and the threshold that meets the target.
 #[utoipa::path(get, path = "/v1/calibration", tag = "settings", params(CalibrationQuery),
-    responses((status = 200, body = Calibration), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = super::views::Calibration), (status = 400, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn calibration(
     caller: Caller,
@@ -50,6 +50,7 @@ pub struct MatchingView {
     pub threshold: f32,
     pub margin: f32,
     /// the latest changes, newest first
+    #[schema(value_type = Vec<super::views::AuditEntry>)]
     pub audit: Vec<AuditEntry>,
 }
 

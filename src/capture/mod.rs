@@ -80,7 +80,7 @@ pub enum Offer {
 }
 
 /// What store IT sees about a camera.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CameraHealth {
     pub id: String,
     pub source: &'static str,

@@ -9,7 +9,7 @@ use super::suggest::{self, Options, Shopper};
 use super::{Crm, CrmError, StoreStats, Suggestion};
 
 /// Small on purpose: a glance on a glasses display, under `crm.card_budget_bytes` as JSON.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Card {
     pub customer_id: i64,
     pub name: String,

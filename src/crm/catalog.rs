@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Product {
     pub sku: String,
     pub name: String,
@@ -27,14 +27,14 @@ pub struct Product {
     pub extra: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RowError {
     /// "line 7" (CSV) or "item 3" (JSON)
     pub at: String,
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
     pub imported: usize,
     pub errors: Vec<RowError>,

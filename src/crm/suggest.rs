@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::catalog::Product;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Suggestion {
     pub sku: String,
     pub name: String,

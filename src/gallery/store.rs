@@ -14,7 +14,7 @@ const CHANGE_COUNTER: &str = "change_counter";
 const MODEL_ID: &str = "model_id";
 const MATCHING: &str = "matching_rules";
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub who: String,
@@ -55,7 +55,7 @@ pub struct Portrait {
 }
 
 /// One line of a basket at the till.
-#[derive(Debug, Clone, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
 pub struct BasketItem {
     pub sku: String,
     pub quantity: u32,

@@ -327,22 +327,82 @@ async fn the_openapi_schemas_describe_the_real_answers() {
             .unwrap_or_else(|| panic!("no schema {schema} in {schemas}"));
         let fields = answer.as_object().unwrap();
         for field in fields.keys() {
-            assert!(properties.contains_key(field), "{schema} lacks {field:?}: {answer}");
+            assert!(
+                properties.contains_key(field),
+                "{schema} lacks {field:?}: {answer}"
+            );
         }
         for required in schemas[schema]["required"].as_array().into_iter().flatten() {
             let required = required.as_str().unwrap();
-            assert!(fields.contains_key(required), "{schema}.{required} missing in {answer}");
+            assert!(
+                fields.contains_key(required),
+                "{schema}.{required} missing in {answer}"
+            );
         }
     };
     described("Enrolled", &enrolled);
     described("Recognition", &recognition);
     let faces = recognition["faces"].as_array().unwrap();
-    assert!(faces.iter().any(|f| f["status"] == "known"), "{recognition}");
-    assert!(faces.iter().any(|f| f["status"] == "unknown"), "{recognition}");
+    assert!(
+        faces.iter().any(|f| f["status"] == "known"),
+        "{recognition}"
+    );
+    assert!(
+        faces.iter().any(|f| f["status"] == "unknown"),
+        "{recognition}"
+    );
     for face in faces {
         described("Sighting", face);
     }
     let card = &faces.iter().find(|f| f["status"] == "known").unwrap()["card"];
     described("Card", card);
     described("CheckoutReceipt", &receipt);
+    for camera in app
+        .get_json("/v1/cameras", ADMIN_KEY)
+        .await
+        .as_array()
+        .unwrap()
+    {
+        described("CameraHealth", camera);
+    }
+    for terminal in app
+        .get_json("/v1/terminals", ADMIN_KEY)
+        .await
+        .as_array()
+        .unwrap()
+    {
+        described("TerminalHealth", terminal);
+    }
+    let calibration = app.get_json("/v1/calibration", ADMIN_KEY).await;
+    described("Calibration", &calibration);
+    described("Current", &calibration["current"]);
+    for point in calibration["curve"].as_array().unwrap() {
+        described("Point", point);
+    }
+    let changed: Value = app
+        .client
+        .put(app.url("/v1/settings/matching"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({"threshold": 0.95, "margin": 0.03}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    described("MatchingView", &changed);
+    described("AuditEntry", &changed["audit"][0]);
+    let report: Value = app
+        .client
+        .post(app.url("/v1/catalog"))
+        .bearer_auth(ADMIN_KEY)
+        .body("sku,name,category,price,arrival_date,stock\nS1,dress,dress,100,2026-01-01,3\nS2,bad")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    described("ImportReport", &report);
+    described("RowError", &report["errors"][0]);
 }
