@@ -2,8 +2,11 @@
 //! and the CRM (visits, purchases, catalogue), its migrations, and how a connection is opened.
 //! The gallery and the CRM each hold a connection; WAL lets one read while the other writes.
 
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
@@ -19,6 +22,71 @@ pub enum DbError {
     Open(#[source] rusqlite::Error),
     #[error("database migration failed")]
     Migration(#[from] rusqlite_migration::Error),
+    #[error(
+        "{path} is in use by another greeter process{}: stop it first, or use its HTTP API",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { path: PathBuf, pid: Option<u32> },
+    #[error("cannot lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One process at a time writes a data dir: a second `serve`, or a CLI command while the
+/// service runs, would change the store behind the service's index and id counters. An
+/// exclusive lock on `greeter.lock`, held for the life of the engine and released by the
+/// kernel if the process dies.
+pub struct DataDirLock {
+    file: Mutex<Option<File>>,
+}
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("greeter.lock");
+        let lock_error = |source| DbError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(DbError::InUse {
+                    path: data_dir.to_owned(),
+                    pid: pid.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(lock_error(e)),
+        }
+        // who holds it, for the message the next one gets
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(lock_error)?;
+        Ok(DataDirLock {
+            file: Mutex::new(Some(file)),
+        })
+    }
+
+    /// Lets another process in (the service stopped); nothing may be written after this.
+    pub fn release(&self) {
+        self.file.lock().take();
+    }
 }
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -120,6 +188,26 @@ pub fn connect(data_dir: &Path) -> Result<Connection, DbError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DataDirLock::acquire(dir.path()).unwrap();
+        let err = DataDirLock::acquire(dir.path()).err().unwrap();
+        let message = err.to_string();
+        assert!(
+            message.contains("in use by another greeter process"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        held.release();
+        DataDirLock::acquire(dir.path()).unwrap();
+    }
+
     #[test]
     fn migrations_are_valid() {
         rusqlite_migration::Migrations::from_slice(super::MIGRATIONS)

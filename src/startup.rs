@@ -117,7 +117,7 @@ impl Application {
         let result = self.server.await;
         self.stop.cancel();
         let engine = self.engine.clone();
-        if let Err(e) = crate::engine::gate::blocking(move || engine.flush()).await {
+        if let Err(e) = crate::engine::gate::blocking(move || engine.close()).await {
             tracing::warn!(error = %crate::telemetry::chain(&e), "vector index not saved at stop (rebuilt from the store at the next start)");
         }
         result

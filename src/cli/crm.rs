@@ -7,16 +7,20 @@ use anyhow::{Context, Result};
 use super::Output;
 use crate::config::Settings;
 use crate::crm::Crm;
+use crate::db::DataDirLock;
 use crate::engine::{FaceReader, Photo};
 use crate::gallery::{NewCustomer, PortraitInput};
 
-fn open_crm(settings: &Settings) -> Result<Crm> {
-    Crm::open(&settings.gallery.data_dir, settings.crm.clone()).with_context(|| {
+/// The CRM alone (no models), holding the data dir's lock while it is used.
+fn open_crm(settings: &Settings) -> Result<(Crm, DataDirLock)> {
+    let lock = DataDirLock::acquire(&settings.gallery.data_dir)?;
+    let crm = Crm::open(&settings.gallery.data_dir, settings.crm.clone()).with_context(|| {
         format!(
             "cannot open the store in {}",
             settings.gallery.data_dir.display()
         )
-    })
+    })?;
+    Ok((crm, lock))
 }
 
 pub enum Import {
@@ -28,7 +32,7 @@ pub enum Import {
 pub fn import(settings: &Settings, what: Import, file: &Path, out: Output) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let crm = open_crm(settings)?;
+    let (crm, _lock) = open_crm(settings)?;
     let (report, unit) = match what {
         Import::Catalog => (crm.import_catalog(&text)?, "products"),
         Import::History => (crm.import_history(&text)?, "sales"),
@@ -138,7 +142,7 @@ pub fn seed_demo(settings: &Settings, options: DemoOptions, out: Output) -> Resu
 }
 
 pub fn evaluate(settings: &Settings, out: Output) -> Result<()> {
-    let evaluation = open_crm(settings)?.evaluate()?;
+    let evaluation = open_crm(settings)?.0.evaluate()?;
     if out.json {
         out.print_json(&evaluation);
         return Ok(());

@@ -347,6 +347,7 @@ fn run_open_set(
 /// nothing), then opens the gallery, which rebuilds its index from the new embeddings.
 pub fn reembed(settings: &Settings, out: Output) -> Result<()> {
     let (model_id, _) = embedder_identity(&settings.vision)?;
+    let lock = crate::db::DataDirLock::acquire(&settings.gallery.data_dir)?;
     let faces = crate::engine::FaceReader::new(
         Pipeline::load(&settings.vision, &settings.runtime)?,
         settings.vision.max_image_pixels,
@@ -363,6 +364,7 @@ pub fn reembed(settings: &Settings, out: Output) -> Result<()> {
             settings.gallery.data_dir.display()
         )
     })?;
+    lock.release();
     let engine = engine(settings)?;
     if out.json {
         out.print_json(&serde_json::json!({ "model_id": model_id, "portraits": redone }));

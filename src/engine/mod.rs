@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::CameraSettings;
 use crate::crm::{Crm, CrmError, CrmSettings};
+use crate::db::DataDirLock;
 use crate::gallery::{Gallery, GalleryError, GallerySettings, MatchRules, Refusal};
 use crate::live::LiveFeed;
 use crate::terminals::{TerminalSettings, Terminals};
@@ -132,11 +133,13 @@ pub struct Engine {
     /// detector, landmarks and embedder names, for readiness
     pub models: Vec<String>,
     index_save_interval: Duration,
+    data_dir: DataDirLock,
 }
 
 impl Engine {
     /// Loads the models and opens the gallery (rebuilding its index if needed) and the CRM.
     pub fn load(settings: EngineSettings) -> anyhow::Result<Engine> {
+        let data_dir = DataDirLock::acquire(&settings.gallery.data_dir)?;
         let pipeline = Pipeline::load(&settings.vision, &settings.runtime)?;
         let (model_id, dimensions) = embedder_identity(&settings.vision)?;
         let (gallery, report) = Gallery::open(
@@ -188,6 +191,7 @@ impl Engine {
             gallery,
             crm,
             index_save_interval: settings.index_save_interval,
+            data_dir,
         })
     }
 
@@ -196,6 +200,14 @@ impl Engine {
     pub fn flush(&self) -> Result<(), EngineError> {
         self.gallery.save_index_if_changed()?;
         Ok(())
+    }
+
+    /// Saves what is not saved and lets another process have the data dir: the service calls
+    /// it once it has stopped serving.
+    pub fn close(&self) -> Result<(), EngineError> {
+        let saved = self.flush();
+        self.data_dir.release();
+        saved
     }
 
     /// Portraits in the store and vectors in the index.

@@ -406,3 +406,34 @@ async fn the_openapi_schemas_describe_the_real_answers() {
     described("ImportReport", &report);
     described("RowError", &report["errors"][0]);
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_data_dir_is_refused_and_changes_nothing() {
+    let app = spawn_app(|_| {}).await;
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let delete = std::process::Command::new(env!("CARGO_BIN_EXE_greeter"))
+        .env("GREETER_GALLERY__DATA_DIR", app.data.path())
+        .args(["customers", "delete", &id.to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&delete.stderr);
+    assert!(!delete.status.success(), "{err}");
+    assert!(err.contains("in use by another greeter process"), "{err}");
+    let second = greeter::startup::Application::build(test_settings(app.data.path(), |_| {})).await;
+    let err = format!(
+        "{:#}",
+        second.err().expect("a second service on the same data dir")
+    );
+    assert!(err.contains("in use by another greeter process"), "{err}");
+    // the customer is still there and still greeted
+    assert_eq!(
+        app.get(&format!("/v1/customers/{id}"), ADMIN_KEY)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.names_in(demo("sample5.jpg")).await.0,
+        vec!["Zhou Min".to_owned()]
+    );
+}

@@ -80,7 +80,7 @@ async fn calibration_evidence_and_a_live_audited_threshold_change_that_survives_
     assert!(entry["old"].as_str().unwrap().contains("0.93"), "{entry}");
     assert!(entry["new"].as_str().unwrap().contains("0.9999"), "{entry}");
     assert!(app.names_in(demo("sample5.jpg")).await.0.is_empty());
-    drop(app);
+    app.stop().await;
 
     // a restart keeps IT's choice over the config file
     let app = spawn_app_with(settings).await;
