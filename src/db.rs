@@ -165,6 +165,47 @@ const MIGRATIONS: &[M<'static>] = &[
         new TEXT NOT NULL
      );",
     ),
+    // Ids are never reused: a deleted customer's or portrait's id (and so a crop's file name)
+    // is never given to someone else, so a till still holding an old id cannot record a sale
+    // on a stranger. SQLite's AUTOINCREMENT needs the tables rebuilt (its 12-step ALTER,
+    // foreign keys off around it: see `connect`).
+    M::up(
+        "CREATE TABLE customers_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        display_name TEXT NOT NULL,
+        external_ref TEXT UNIQUE,
+        consent_how TEXT NOT NULL,
+        consent_by TEXT NOT NULL,
+        consent_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        gender TEXT,
+        birth_year INTEGER,
+        body_type TEXT
+     );
+     INSERT INTO customers_new(id, display_name, external_ref, consent_how, consent_by,
+        consent_at, created_at, gender, birth_year, body_type)
+        SELECT id, display_name, external_ref, consent_how, consent_by, consent_at, created_at,
+            gender, birth_year, body_type FROM customers;
+     DROP TABLE customers;
+     ALTER TABLE customers_new RENAME TO customers;
+     CREATE TABLE portraits_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+        embedding BLOB NOT NULL,
+        model_id TEXT NOT NULL,
+        quality REAL NOT NULL,
+        quality_detail TEXT NOT NULL,
+        source TEXT NOT NULL,
+        captured_at TEXT NOT NULL,
+        crop_file TEXT
+     );
+     INSERT INTO portraits_new SELECT id, customer_id, embedding, model_id, quality,
+        quality_detail, source, captured_at, crop_file FROM portraits;
+     DROP TABLE portraits;
+     ALTER TABLE portraits_new RENAME TO portraits;
+     CREATE INDEX portraits_by_customer ON portraits(customer_id);",
+    )
+    .foreign_key_check(),
 ];
 
 /// A connection to the store's database under `data_dir` (both created and migrated if new).
@@ -178,11 +219,15 @@ pub fn connect(data_dir: &Path) -> Result<Connection, DbError> {
         .map_err(DbError::Open)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(DbError::Open)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(DbError::Open)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(DbError::Open)?;
+    // off while tables are rebuilt (dropping a parent would cascade to its children); the
+    // migrations that rebuild check the keys themselves before they commit
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(DbError::Open)?;
     Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(DbError::Open)?;
     Ok(conn)
 }
 
@@ -206,6 +251,58 @@ mod tests {
         );
         held.release();
         DataDirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_store_from_before_autoincrement_keeps_its_rows_and_never_reuses_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut old = Connection::open(dir.path().join("greeter.sqlite3")).unwrap();
+            old.pragma_update(None, "foreign_keys", "ON").unwrap();
+            Migrations::from_slice(MIGRATIONS)
+                .to_version(&mut old, 3)
+                .unwrap();
+            old.execute_batch(
+                "INSERT INTO customers(id, display_name, consent_how, consent_by, consent_at, created_at)
+                     VALUES (1, 'A', 'signed', 't', '2026-01-01', '2026-01-01'),
+                            (2, 'B', 'signed', 't', '2026-01-01', '2026-01-01');
+                 INSERT INTO portraits(id, customer_id, embedding, model_id, quality, quality_detail, source, captured_at)
+                     VALUES (5, 2, x'00', 'm', 1, '{}', 's', '2026-01-01');
+                 INSERT INTO visits(customer_id, visited_at) VALUES (2, '2026-01-02');",
+            )
+            .unwrap();
+        }
+        let conn = connect(dir.path()).unwrap();
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM customers"), 2);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM portraits WHERE customer_id = 2"),
+            1
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM visits WHERE customer_id = 2"),
+            1
+        );
+        // the newest customer erased (with what cascades from it), then someone new
+        conn.execute("DELETE FROM customers WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(
+            count("SELECT COUNT(*) FROM portraits"),
+            0,
+            "cascade still holds"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM visits"),
+            0,
+            "cascade still holds"
+        );
+        conn.execute(
+            "INSERT INTO customers(display_name, consent_how, consent_by, consent_at, created_at)
+             VALUES ('C', 'signed', 't', '2026-01-01', '2026-01-01')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 3, "id 2 is not given again");
     }
 
     #[test]

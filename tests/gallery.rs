@@ -254,3 +254,46 @@ fn hnsw_gallery_never_returns_a_deleted_customer_even_after_reopening() {
     assert_eq!(report.portraits, 1);
     assert_eq!(gallery.identify(&probe).unwrap().customer_id(), None);
 }
+
+#[test]
+fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let with_crop = |path: &std::path::Path| {
+        let frame = decode::load(path, 50_000_000).unwrap();
+        let face = pipeline
+            .process(&frame)
+            .unwrap()
+            .largest()
+            .cloned()
+            .unwrap();
+        greeter::gallery::PortraitInput::from_frame(&frame, face, path.display().to_string())
+    };
+    let first = {
+        let (gallery, _) = open_gallery(dir.path(), |g| g.keep_crops = true);
+        let first = gallery
+            .enrol(new_customer("Ms Zhou", vec![with_crop(&person_a_crop())]))
+            .unwrap();
+        gallery.delete_customer(first.customer_id).unwrap();
+        first
+    };
+    // reopened, as after a restart: the next customer and portrait get new ids
+    let (gallery, _) = open_gallery(dir.path(), |g| g.keep_crops = true);
+    let second = gallery
+        .enrol(new_customer(
+            "Someone else",
+            vec![with_crop(&demo_photo("sample1.jpg"))],
+        ))
+        .unwrap();
+    assert!(
+        second.customer_id > first.customer_id,
+        "{second:?} after {first:?}"
+    );
+    assert!(
+        second.portrait_ids[0] > first.portrait_ids[0],
+        "{second:?} after {first:?}"
+    );
+    let (_, portraits) = gallery.customer(second.customer_id).unwrap();
+    let crop = portraits[0].crop_file.clone().expect("a kept crop");
+    assert_ne!(crop, format!("{}.jpg", first.portrait_ids[0]));
+}
