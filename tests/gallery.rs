@@ -297,3 +297,39 @@ fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
     let crop = portraits[0].crop_file.clone().expect("a kept crop");
     assert_ne!(crop, format!("{}.jpg", first.portrait_ids[0]));
 }
+
+#[test]
+fn crops_that_no_portrait_keeps_are_swept_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let kept = {
+        let (gallery, _) = open_gallery(dir.path(), |g| g.keep_crops = true);
+        let frame = decode::load(&person_a_crop(), 50_000_000).unwrap();
+        let face = pipeline
+            .process(&frame)
+            .unwrap()
+            .largest()
+            .cloned()
+            .unwrap();
+        let portrait = greeter::gallery::PortraitInput::from_frame(&frame, face, "till".into());
+        let id = gallery
+            .enrol(new_customer("Ms Zhou", vec![portrait]))
+            .unwrap()
+            .customer_id;
+        gallery.customer(id).unwrap().1[0]
+            .crop_file
+            .clone()
+            .unwrap()
+    };
+    let crops = dir.path().join("crops");
+    // what a crash or a full disk between the file and the commit leaves behind
+    std::fs::write(crops.join("999.jpg"), b"a face nobody kept").unwrap();
+    std::fs::write(crops.join("1000.tmp"), b"half a fa").unwrap();
+    let _reopened = open_gallery(dir.path(), |g| g.keep_crops = true);
+    let mut left: Vec<String> = std::fs::read_dir(&crops)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![kept]);
+}

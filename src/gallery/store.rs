@@ -102,10 +102,40 @@ impl Store {
             source,
         })?;
         let conn = crate::db::connect(data_dir)?;
-        Ok(Store {
+        let store = Store {
             conn,
             crops_dir: data_dir.join("crops"),
-        })
+        };
+        store.sweep_crops()?;
+        Ok(store)
+    }
+
+    /// Removes crop files no portrait points at: left by a crash or a full disk between the
+    /// file and the commit, or half-written. A face nobody consented to keep is not kept.
+    fn sweep_crops(&self) -> Result<(), GalleryError> {
+        let kept: std::collections::HashSet<String> = self
+            .conn
+            .prepare("SELECT crop_file FROM portraits WHERE crop_file IS NOT NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let entries = std::fs::read_dir(&self.crops_dir).map_err(|source| GalleryError::Io {
+            path: self.crops_dir.clone(),
+            source,
+        })?;
+        let orphans: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !kept.contains(name))
+            .collect();
+        if !orphans.is_empty() {
+            tracing::info!(
+                files = orphans.len(),
+                "removing face crops that no portrait keeps"
+            );
+            self.remove_crop_files(&orphans);
+        }
+        Ok(())
     }
 
     pub fn crop_path(&self, file: &str) -> std::path::PathBuf {
@@ -436,6 +466,20 @@ pub fn insert_visit(
     Ok(visit_id)
 }
 
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| GalleryError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 fn insert_portraits(
     tx: &Transaction,
     crops_dir: &Path,
@@ -453,11 +497,10 @@ fn insert_portraits(
         )?;
         let id = tx.last_insert_rowid();
         if let Some(jpeg) = p.crop_jpeg {
-            // Written before the commit: a crash leaves at worst an orphan file, never a row
-            // pointing at nothing.
+            // Written (whole, synced) before the commit: a crash leaves at worst an orphan
+            // file, swept at the next open, never a row pointing at nothing or at half a file.
             let file = format!("{id}.jpg");
-            let path = crops_dir.join(&file);
-            std::fs::write(&path, jpeg).map_err(|source| GalleryError::Io { path, source })?;
+            write_synced(&crops_dir.join(&file), &jpeg)?;
             tx.execute(
                 "UPDATE portraits SET crop_file = ?1 WHERE id = ?2",
                 params![file, id],
@@ -465,6 +508,13 @@ fn insert_portraits(
         }
         ids.push(id);
     }
+    // the renames reach the disk before the rows that name them are committed
+    std::fs::File::open(crops_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| GalleryError::Io {
+            path: crops_dir.to_owned(),
+            source,
+        })?;
     Store::bump_counter(tx)?;
     Ok(ids)
 }
