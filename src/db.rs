@@ -4,6 +4,7 @@
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -35,6 +36,26 @@ pub enum DbError {
     },
 }
 
+/// `dir` (and its parents) created if need be, readable by this user only: faces and names
+/// are nobody else's business on a shared machine.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// A new file (or an existing one truncated) readable by this user only.
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// One process at a time writes a data dir: a second `serve`, or a CLI command while the
 /// service runs, would change the store behind the service's index and id counters. An
 /// exclusive lock on `greeter.lock`, held for the life of the engine and released by the
@@ -45,7 +66,7 @@ pub struct DataDirLock {
 
 impl DataDirLock {
     pub fn acquire(data_dir: &Path) -> Result<DataDirLock, DbError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+        private_dir(data_dir).map_err(|source| DbError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
@@ -59,6 +80,7 @@ impl DataDirLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(lock_error)?;
         match file.try_lock() {
@@ -210,11 +232,22 @@ const MIGRATIONS: &[M<'static>] = &[
 
 /// A connection to the store's database under `data_dir` (both created and migrated if new).
 pub fn connect(data_dir: &Path) -> Result<Connection, DbError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+    private_dir(data_dir).map_err(|source| DbError::DataDir {
         path: data_dir.to_owned(),
         source,
     })?;
-    let mut conn = Connection::open(data_dir.join("greeter.sqlite3")).map_err(DbError::Open)?;
+    let path = data_dir.join("greeter.sqlite3");
+    let mut conn = Connection::open(&path).map_err(DbError::Open)?;
+    // SQLite gives its -wal and -shm files the database file's mode
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        DbError::DataDir {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    // erased rows are overwritten with zeros, not just unlinked from the b-tree
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(DbError::Open)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(DbError::Open)?;
     conn.pragma_update(None, "synchronous", "FULL")

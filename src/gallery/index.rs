@@ -291,6 +291,9 @@ fn sync_and_rename(tmp: &PathBuf, dest: &Path) -> Result<(), GalleryError> {
         path: dest.to_owned(),
         source,
     };
+    // faiss writes with the process's umask: vectors are biometric data, this user's only
+    std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io)?;
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(io)?;

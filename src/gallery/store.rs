@@ -97,7 +97,7 @@ impl Store {
 
     /// Opens the database whatever model made its embeddings (to re-embed them).
     pub fn open_any_model(data_dir: &Path) -> Result<Self, GalleryError> {
-        std::fs::create_dir_all(data_dir.join("crops")).map_err(|source| GalleryError::Io {
+        crate::db::private_dir(&data_dir.join("crops")).map_err(|source| GalleryError::Io {
             path: data_dir.to_owned(),
             source,
         })?;
@@ -250,7 +250,7 @@ impl Store {
         }
         Self::bump_counter(&tx)?;
         tx.commit()?;
-        self.remove_crop_files(&crops);
+        self.erased(&crops);
         Ok(())
     }
 
@@ -278,8 +278,26 @@ impl Store {
         tx.execute("DELETE FROM customers WHERE id = ?1", [id])?;
         Self::bump_counter(&tx)?;
         tx.commit()?;
-        self.remove_crop_files(&crops.into_iter().flatten().collect::<Vec<_>>());
+        self.erased(&crops.into_iter().flatten().collect::<Vec<_>>());
         Ok(Some(ids))
+    }
+
+    /// After an erasure: the crops unlinked, and the write-ahead log folded into the database
+    /// and emptied, so the erased rows (zeroed there by `secure_delete`) linger nowhere.
+    fn erased(&self, crops: &[String]) {
+        self.remove_crop_files(crops);
+        let busy: Result<i64, _> =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
+        match busy {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!(
+                "the write-ahead log was busy: it is emptied at the next erasure or checkpoint"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "write-ahead log not checkpointed after an erasure")
+            }
+        }
     }
 
     fn remove_crop_files(&self, files: &[String]) {
@@ -290,6 +308,11 @@ impl Store {
             {
                 tracing::warn!(path = %path.display(), error = %e, "could not remove a face crop");
             }
+        }
+        if !files.is_empty()
+            && let Err(e) = std::fs::File::open(&self.crops_dir).and_then(|d| d.sync_all())
+        {
+            tracing::warn!(error = %e, "crop removals not synced");
         }
     }
 
@@ -473,7 +496,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
         path: path.to_owned(),
         source,
     };
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut file = crate::db::private_file(&tmp).map_err(io)?;
     std::io::Write::write_all(&mut file, bytes)
         .and_then(|()| file.sync_all())
         .map_err(io)?;

@@ -174,3 +174,77 @@ async fn the_card_greets_and_suggests_from_the_catalogue() {
     assert!(reason.contains("White simple dress"), "{reason}");
     assert!(serde_json::to_vec(&card).unwrap().len() <= 1024);
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn an_erased_customer_leaves_no_name_face_or_vector_on_disk_and_the_data_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app(|_| {}).await;
+    let id = app.enrol_ok("Secretname Zhang", zhou_portrait()).await;
+    let data = app.data.path();
+    let embedding: Vec<u8> = {
+        let db = rusqlite::Connection::open_with_flags(
+            data.join("greeter.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row(
+            "SELECT embedding FROM portraits WHERE customer_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data), 0o700);
+    assert_eq!(mode(&data.join("crops")), 0o700);
+    let files = files_under(data);
+    assert!(
+        files.iter().any(|f| f.parent().unwrap().ends_with("crops")),
+        "a crop is kept: {files:?}"
+    );
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+
+    assert_eq!(
+        app.delete(&format!("/v1/customers/{id}"), ADMIN_KEY)
+            .await
+            .status(),
+        204
+    );
+    let contains =
+        |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    for file in files_under(data) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !contains(&bytes, b"Secretname"),
+            "the name is still in {}",
+            file.display()
+        );
+        assert!(
+            !contains(&bytes, &embedding[..64]),
+            "the embedding is still in {}",
+            file.display()
+        );
+        assert!(
+            !file.parent().unwrap().ends_with("crops"),
+            "{} is left",
+            file.display()
+        );
+    }
+}
