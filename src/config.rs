@@ -130,8 +130,8 @@ impl Settings {
             "vision.detection_threshold",
             self.vision.detection_threshold,
         )?;
-        unit("matching.threshold", self.matching.threshold)?;
-        unit("matching.margin", self.matching.margin)?;
+        crate::gallery::matching::check_rules(self.matching.threshold, self.matching.margin)
+            .map_err(|bad| ConfigError::OutOfRange(bad.to_string()))?;
         if self.matching.top_k == 0 || self.gallery.max_portraits_per_customer == 0 {
             return Err(ConfigError::OutOfRange(
                 "matching.top_k and gallery.max_portraits_per_customer must be at least 1".into(),

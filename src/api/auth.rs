@@ -1,6 +1,7 @@
 //! API keys per role, compared in constant time, and what each role may do.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use axum::extract::FromRequestParts;
@@ -117,6 +118,10 @@ pub enum KeysError {
     Random(#[source] getrandom::Error),
     #[error("API keys must be at least 16 characters (a {0:?} key is shorter)")]
     TooShort(Role),
+    #[error(
+        "the API key file {path} has no keys: add some, or delete it to have one per role generated"
+    )]
+    NoKeys { path: std::path::PathBuf },
 }
 
 /// The keys as SHA-256 digests: comparing digests takes the same time whatever the key's
@@ -148,6 +153,14 @@ impl Keys {
             path: path.clone(),
             source,
         })?;
+        if stored.is_empty() {
+            // a service nobody can call is not a working service
+            return Err(KeysError::NoKeys { path });
+        }
+        let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the API key file is readable by other users: chmod 600 it");
+        }
         tracing::info!(path = %path.display(), "API keys read");
         Keys::from_settings(&stored)
     }
@@ -300,6 +313,16 @@ mod tests {
         ] {
             assert!(action.allowed(Role::Admin), "{action:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_key_file_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api-keys.toml"), "").unwrap();
+        let err = Keys::load(&AuthSettings::default(), dir.path())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("has no keys"), "{err}");
     }
 
     #[test]

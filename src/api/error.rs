@@ -113,9 +113,11 @@ fn gallery_status(error: &GalleryError) -> StatusCode {
     match error {
         GalleryError::UnknownCustomer(_) => StatusCode::NOT_FOUND,
         GalleryError::Refused(refusal) => match refusal {
-            Refusal::EmptyName | Refusal::NoConsent | Refusal::NoPortraits => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::EmptyName
+            | Refusal::NoConsent
+            | Refusal::ConsentRefused(_)
+            | Refusal::LongName { .. }
+            | Refusal::NoPortraits => StatusCode::BAD_REQUEST,
             Refusal::Quality { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Duplicate { .. } => StatusCode::CONFLICT,
         },

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use auth::{Action, AuthSettings, Keys, KeysError, Role};
 pub use error::{ApiError, ErrorBody};
@@ -98,7 +98,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, with_deadline))
-        .layer(TraceLayer::new_for_http())
+        // a 5xx is logged once, by ApiError, with its cause; 503s (overload) are counted, not
+        // logged line by line
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 

@@ -307,13 +307,19 @@ fn serve(mut settings: Settings, bind: Option<String>, replay: Option<PathBuf>) 
             terminal.cameras.push("replay".into());
         }
     }
+    let host = settings
+        .server
+        .bind
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| settings.server.bind.clone());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let app = crate::startup::Application::build(settings).await?;
         let stop = app.stop_token();
         let scheme = if app.tls() { "https" } else { "http" };
         eprintln!(
-            "greeter: serving on {scheme}://0.0.0.0:{} (Ctrl-C stops)",
+            "greeter: serving on {scheme}://{host}:{} (Ctrl-C stops)",
             app.port()
         );
         // Ctrl-C, or SIGTERM from systemd or docker

@@ -7,6 +7,7 @@ use super::{EngineError, Invalid};
 use crate::calibration::{self, Calibration, Person};
 use crate::crm::Crm;
 use crate::crm::catalog::ImportReport;
+use crate::gallery::matching::check_rules;
 use crate::gallery::store::AuditEntry;
 use crate::gallery::{Gallery, MatchRules};
 
@@ -54,9 +55,7 @@ impl Admin {
         margin: f32,
         who: &str,
     ) -> Result<MatchRules, EngineError> {
-        if !(0.0..=1.0).contains(&threshold) || !(0.0..=1.0).contains(&margin) {
-            return Err(Invalid::Rules { threshold, margin }.into());
-        }
+        check_rules(threshold, margin).map_err(Invalid::Rules)?;
         let old = self.gallery.set_rules(threshold, margin, who)?;
         tracing::info!(
             who,

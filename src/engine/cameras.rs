@@ -13,6 +13,7 @@ use super::gate::{Caller, Gate};
 use super::recognize::{Outcome, Recognizer};
 use crate::capture::{self, CameraHealth, CameraSettings, Frame, FrameSlot, Offer, Pixels};
 use crate::terminals::Terminals;
+use crate::vision::decode;
 
 pub struct Cameras {
     settings: Vec<CameraSettings>,
@@ -32,12 +33,17 @@ impl Cameras {
         self.slots.values().map(|c| c.health()).collect()
     }
 
-    /// A frame pushed over HTTP into a push camera's queue.
+    /// A frame pushed over HTTP into a push camera's queue; what is not an image is refused
+    /// now rather than accepted and dropped at decoding.
     pub fn push(&self, camera: &str, bytes: Bytes) -> Result<Offer, EngineError> {
         let slot = self
             .slots
             .get(camera)
             .ok_or_else(|| EngineError::UnknownCamera(camera.to_owned()))?;
+        decode::sniff(&bytes).map_err(|source| EngineError::Decode {
+            origin: format!("camera {camera}"),
+            source,
+        })?;
         Ok(slot.offer(Frame::new(Pixels::Encoded(bytes))))
     }
 

@@ -10,7 +10,9 @@ use super::faces::{FaceReader, Photo};
 use super::gate::Claim;
 use super::{EngineError, Invalid};
 use crate::crm::{Card, Crm};
-use crate::gallery::{BasketItem, Decision, Gallery, GalleryError, NewCustomer, PortraitInput};
+use crate::gallery::{
+    BasketItem, Decision, Gallery, GalleryError, NewCustomer, PortraitInput, consent_given,
+};
 
 pub struct Checkout {
     pub customer_id: Option<i64>,
@@ -89,11 +91,12 @@ impl Till {
         {
             receipt.customer_id = Some(best.customer_id);
         }
+        // "no" at the till is no consent: the sale counts, nobody is enrolled
         let consent = checkout
             .consent
             .as_deref()
             .map(str::trim)
-            .filter(|c| !c.is_empty());
+            .filter(|c| consent_given(c));
         let id = match (receipt.customer_id, portrait, consent) {
             (None, Some(portrait), Some(consent)) => {
                 let name = checkout

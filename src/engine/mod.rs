@@ -101,8 +101,8 @@ pub enum Invalid {
     Gender(String),
     #[error("target must be a rate between 0 and 1, e.g. 0.0001 (got {0})")]
     TargetRate(f64),
-    #[error("threshold ({threshold}) and margin ({margin}) must be within 0..=1")]
-    Rules { threshold: f32, margin: f32 },
+    #[error(transparent)]
+    Rules(crate::gallery::matching::BadRules),
     #[error("a checkout needs a customer_id or a portrait")]
     NobodyAtTheTill,
     #[error("an unknown customer can only be enrolled with a name")]

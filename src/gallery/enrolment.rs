@@ -16,6 +16,10 @@ pub enum Refusal {
     EmptyName,
     #[error("no consent recorded: enrolment needs the customer's consent (how it was given)")]
     NoConsent,
+    #[error("consent {0:?} says no: enrolment needs the customer's consent")]
+    ConsentRefused(String),
+    #[error("a name of {chars} characters is too long (at most {MAX_NAME_CHARS})")]
+    LongName { chars: usize },
     #[error("no portraits given")]
     NoPortraits,
     #[error("{origin}: face quality too low ({})", reasons.join("; "))]
@@ -86,14 +90,53 @@ pub fn quality_score(q: &Quality) -> f32 {
 /// Whether a customer with this name and consent may be enrolled at all: the first check, made
 /// before any image is read.
 pub fn check_name_and_consent(name: &str, consent: &str) -> Result<(), Refusal> {
-    if name.trim().is_empty() {
+    let name = name.trim();
+    if name.is_empty() {
         return Err(Refusal::EmptyName);
     }
-    if consent.trim().is_empty() {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Refusal::LongName {
+            chars: name.chars().count(),
+        });
+    }
+    let consent = consent.trim();
+    if consent.is_empty() {
         return Err(Refusal::NoConsent);
+    }
+    if !consent_given(consent) {
+        return Err(Refusal::ConsentRefused(consent.to_owned()));
     }
     Ok(())
 }
+
+/// Whether a consent field records consent, rather than its absence or a refusal.
+pub fn consent_given(consent: &str) -> bool {
+    let consent = consent.trim();
+    !consent.is_empty() && !REFUSALS.contains(&consent.to_lowercase().as_str())
+}
+
+/// A name is a line on a glasses display, inside a 1 KiB card.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// Consent fields that say the opposite; consent is how it was given ("signed at till 3").
+const REFUSALS: &[&str] = &[
+    "no",
+    "n",
+    "false",
+    "0",
+    "none",
+    "refused",
+    "declined",
+    "withdrawn",
+    "denied",
+    "not given",
+    "否",
+    "不",
+    "无",
+    "没有",
+    "拒绝",
+    "不同意",
+];
 
 /// A new customer's trimmed name and consent, or why they cannot be enrolled.
 pub(super) fn named_with_consent(customer: &NewCustomer) -> Result<(String, Consent), Refusal> {

@@ -15,6 +15,32 @@ pub struct MatchRules {
     pub top_k: usize,
 }
 
+/// Rules that cannot be right whatever the model: the caller's to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadRules {
+    #[error(
+        "matching.threshold = {0} is not within {MIN_THRESHOLD}..=1: below that any face would be named"
+    )]
+    Threshold(f32),
+    #[error("matching.margin = {0} is not within 0..=1")]
+    Margin(f32),
+}
+
+/// Cosine similarities of unrelated faces reach 0.5 and beyond with every model shipped or
+/// evaluated here; a threshold below it names strangers.
+pub const MIN_THRESHOLD: f32 = 0.5;
+
+/// Whether `threshold` and `margin` can be the rules at all.
+pub fn check_rules(threshold: f32, margin: f32) -> Result<(), BadRules> {
+    if !(MIN_THRESHOLD..=1.0).contains(&threshold) {
+        return Err(BadRules::Threshold(threshold));
+    }
+    if !(0.0..=1.0).contains(&margin) {
+        return Err(BadRules::Margin(margin));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Candidate {
     pub customer_id: i64,

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use enrolment::named_with_consent;
 pub use enrolment::{
-    Enrolled, NewCustomer, PortraitInput, Refusal, check_name_and_consent, quality_score,
+    Enrolled, NewCustomer, PortraitInput, Refusal, check_name_and_consent, consent_given,
+    quality_score,
 };
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};

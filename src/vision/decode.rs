@@ -30,16 +30,7 @@ pub enum DecodeError {
 /// Decodes a JPEG, PNG or WebP, applying its EXIF orientation. The size is read from the header
 /// and checked against `max_pixels` before any pixel is decoded.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat)?;
-    if !matches!(
-        format,
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP
-    ) {
-        return Err(DecodeError::UnknownFormat);
-    }
+    let format = sniff(bytes)?;
     // The JPEG decoder fills a cut-off file with grey instead of failing: check the end marker.
     if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
         return Err(DecodeError::Truncated);
@@ -76,6 +67,18 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
     Ok(image.into_rgb8())
 }
 
+/// The format of an image from its first bytes, if it is one this decoder takes: a cheap check
+/// for frames that are queued now and decoded later.
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    match image::guess_format(bytes) {
+        Ok(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => Ok(format),
+        _ => Err(DecodeError::UnknownFormat),
+    }
+}
+
 /// libjpeg-turbo, so that pixels (and so embeddings) are the ones Pillow, OpenCV, browsers and
 /// face-api.js see for the same file; Rust decoders differ by a few grey levels.
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
@@ -83,9 +86,33 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         format: ImageFormat::Jpeg,
         source,
     };
-    let image =
-        turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| corrupt(e.into()))?;
-    RgbImage::from_raw(image.width as u32, image.height as u32, image.pixels)
+    let header = turbojpeg::read_header(bytes).map_err(|e| corrupt(e.into()))?;
+    let cmyk = matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    );
+    let format = if cmyk {
+        // libjpeg-turbo converts CMYK to nothing else; print workflows (Photoshop) store it
+        // inverted (Adobe), so each channel is the ink's complement times black's, as
+        // Pillow reads it
+        turbojpeg::PixelFormat::CMYK
+    } else {
+        turbojpeg::PixelFormat::RGB
+    };
+    let image = turbojpeg::decompress(bytes, format).map_err(|e| corrupt(e.into()))?;
+    let pixels = if cmyk {
+        image
+            .pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let k = p[3] as u16;
+                [0, 1, 2].map(|i| (p[i] as u16 * k / 255) as u8)
+            })
+            .collect()
+    } else {
+        image.pixels
+    };
+    RgbImage::from_raw(image.width as u32, image.height as u32, pixels)
         .ok_or_else(|| corrupt("decoded buffer does not match the image size".into()))
 }
 
@@ -143,6 +170,48 @@ mod tests {
 
     fn gradient(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 128]))
+    }
+
+    /// `image` as an Adobe-style (inverted) CMYK JPEG, as print workflows write them.
+    pub(crate) fn cmyk_jpeg(image: &RgbImage) -> Vec<u8> {
+        // inverted CMYK with black at full: each channel is the colour itself
+        let pixels: Vec<u8> = image
+            .pixels()
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        let cmyk = turbojpeg::Image {
+            pixels: pixels.as_slice(),
+            width: image.width() as usize,
+            pitch: image.width() as usize * 4,
+            height: image.height() as usize,
+            format: turbojpeg::PixelFormat::CMYK,
+        };
+        turbojpeg::compress(cmyk, 95, turbojpeg::Subsamp::None)
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn cmyk_jpegs_decode_to_their_colours() {
+        let original = gradient(40, 30);
+        let bytes = cmyk_jpeg(&original);
+        let header = turbojpeg::read_header(&bytes).unwrap();
+        assert!(
+            matches!(
+                header.colorspace,
+                turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+            ),
+            "{:?}",
+            header.colorspace
+        );
+        let decoded = decode(&bytes, 10_000).unwrap();
+        let worst = decoded
+            .pixels()
+            .zip(original.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |i| (a[i] as i32 - b[i] as i32).abs()))
+            .max()
+            .unwrap();
+        assert!(worst <= 8, "a channel is off by {worst}");
     }
 
     #[test]

@@ -44,7 +44,9 @@ pub fn assess(
     let mut reasons = Vec::new();
     if face_px < rules.min_face_px {
         reasons.push(format!(
-            "face too small: {face_px:.0} px < {:.0} px",
+            "face too small: {:.1} px < {} px",
+            // floored: a 47.96 px face must not read as "48 px < 48 px"
+            (face_px * 10.0).floor() / 10.0,
             rules.min_face_px
         ));
     }

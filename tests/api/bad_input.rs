@@ -192,3 +192,72 @@ async fn unknown_ids_are_404_and_bad_checkouts_400() {
         "no refused checkout was recorded"
     );
 }
+
+/// A portrait as an Adobe-style CMYK JPEG (black at full, each ink its colour), as print
+/// workflows and some checkout cameras write them.
+fn as_cmyk_jpeg(png: &[u8]) -> Vec<u8> {
+    let rgb = image::load_from_memory(png).unwrap().into_rgb8();
+    let pixels: Vec<u8> = rgb.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+    let cmyk = turbojpeg::Image {
+        pixels: pixels.as_slice(),
+        width: rgb.width() as usize,
+        pitch: rgb.width() as usize * 4,
+        height: rgb.height() as usize,
+        format: turbojpeg::PixelFormat::CMYK,
+    };
+    turbojpeg::compress(cmyk, 95, turbojpeg::Subsamp::None)
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn refusals_that_say_what_is_wrong_and_a_cmyk_portrait_that_is_read() {
+    let app = spawn_app(|_| {}).await;
+    // a non-image pushed to a camera is refused now, not accepted and dropped later
+    let (status, error) = error_of(
+        app.push_frame("entrance", b"hello".to_vec(), CAMERA_KEY)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("not a JPEG, PNG or WebP"), "{error}");
+    let enrol = |name: String, consent: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", name)
+            .text("consent", consent)
+            .part("portrait", image_part(zhou_portrait(), "zhou.png"));
+        app.enrol(form, POS_KEY)
+    };
+    let (status, error) = error_of(enrol("Zhou Min".into(), "no").await).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("says no"), "{error}");
+    let (status, error) = error_of(enrol("x".repeat(1 << 20), "signed").await).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("too long"), "{error}");
+    let threshold_zero = app
+        .client
+        .put(app.url("/v1/settings/matching"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"threshold": 0.0, "margin": 0.0}))
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(threshold_zero).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("any face would be named"), "{error}");
+    let customers: Value = app.get_json("/v1/customers", ADMIN_KEY).await;
+    assert_eq!(
+        customers.as_array().unwrap().len(),
+        0,
+        "nothing was enrolled"
+    );
+
+    // the same portrait as CMYK: enrolled, and recognised as the PNG's person
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let response = app
+        .recognize(as_cmyk_jpeg(&zhou_portrait()), TERMINAL_KEY)
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["faces"][0]["card"]["customer_id"], id, "{body}");
+}
