@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, with_deadline))
+        .layer(axum::middleware::from_fn(protective_headers))
         // a 5xx is logged once, by ApiError, with its cause; 503s (overload) are counted, not
         // logged line by line
         .layer(
@@ -105,6 +106,25 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// Headers every answer carries: no content sniffing, and no cache on the way (or in the
+/// browser) keeps an API answer: they hold names, cards, faces.
+async fn protective_headers(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/v1/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    if api {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// When a request must be answered by: work behind the inference gate is given up at this

@@ -437,3 +437,38 @@ async fn a_second_process_on_the_data_dir_is_refused_and_changes_nothing() {
         vec!["Zhou Min".to_owned()]
     );
 }
+
+#[tokio::test]
+async fn pages_carry_a_content_policy_and_customer_data_is_never_cached() {
+    let app = spawn_app(|_| {}).await;
+    for (page, framed_by) in [("/console", "'none'"), ("/terminal/glasses-1", "'self'")] {
+        let response = app.client.get(app.url(page)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(
+            policy.contains(&format!("frame-ancestors {framed_by}")),
+            "{page}: {policy}"
+        );
+        assert!(
+            policy.contains("script-src 'self' 'sha256-"),
+            "{page}: {policy}"
+        );
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    for path in [
+        format!("/v1/customers/{id}"),
+        "/v1/customers".into(),
+        "/v1/customers/999".into(),
+    ] {
+        let response = app.get(&path, ADMIN_KEY).await;
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+}
