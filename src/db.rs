@@ -228,6 +228,21 @@ const MIGRATIONS: &[M<'static>] = &[
      CREATE INDEX portraits_by_customer ON portraits(customer_id);",
     )
     .foreign_key_check(),
+    // Answers to requests sent with an Idempotency-Key, so that a retry gets the first answer
+    // instead of doing the work again (see engine/idempotency.rs).
+    M::up(
+        "CREATE TABLE idempotency (
+        caller TEXT NOT NULL,
+        key TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        -- an answer names a customer (a card): it goes when they are erased
+        customer_id INTEGER REFERENCES customers(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (caller, key)
+     );",
+    ),
 ];
 
 /// A connection to the store's database under `data_dir` (both created and migrated if new).

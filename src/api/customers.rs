@@ -3,12 +3,13 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::auth::{Action, Caller};
 use super::views;
-use super::{ApiError, AppState, Deadline, ErrorBody, Form, is_multipart};
+use super::{ApiError, AppState, Deadline, ErrorBody, Form, Once, is_multipart};
 use crate::engine::gate::blocking;
 use crate::engine::{Checkout, CheckoutReceipt, CustomerRecord, Enrolment};
 use crate::gallery::{BasketItem, Customer, Enrolled};
@@ -27,9 +28,24 @@ pub async fn create(
     caller: Caller,
     deadline: Deadline,
     State(state): State<AppState>,
+    headers: HeaderMap,
     multipart: Multipart,
-) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.may(Action::Enrol)?;
+    let once = Once::new(&state, &caller, &headers, "POST /v1/customers").await?;
+    once.answer(
+        StatusCode::CREATED,
+        enrol(caller, deadline, state.clone(), multipart),
+    )
+    .await
+}
+
+async fn enrol(
+    caller: Caller,
+    deadline: Deadline,
+    state: AppState,
+    multipart: Multipart,
+) -> Result<Enrolled, ApiError> {
     let form = Form::read(multipart).await?;
     let enrolment = Enrolment {
         name: form.required("name")?.to_owned(),
@@ -52,7 +68,7 @@ pub async fn create(
             customers.enrol(enrolment, claim)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(enrolled)))
+    Ok(enrolled)
 }
 
 /// Adds portraits to a customer, keeping their best ones.
@@ -158,9 +174,24 @@ pub async fn checkout(
     caller: Caller,
     deadline: Deadline,
     State(state): State<AppState>,
+    headers: HeaderMap,
     request: Request,
-) -> Result<Json<CheckoutReceipt>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.may(Action::Checkout)?;
+    let once = Once::new(&state, &caller, &headers, "POST /v1/checkout").await?;
+    once.answer(
+        StatusCode::OK,
+        sale(caller, deadline, state.clone(), request),
+    )
+    .await
+}
+
+async fn sale(
+    caller: Caller,
+    deadline: Deadline,
+    state: AppState,
+    request: Request,
+) -> Result<CheckoutReceipt, ApiError> {
     let recorded_by = caller.who();
     let checkout = if is_multipart(&request) {
         let form = Form::read(Multipart::from_request(request, &state).await?).await?;
@@ -209,7 +240,7 @@ pub async fn checkout(
             till.checkout(checkout, claim)
         })
         .await?;
-    Ok(Json(receipt))
+    Ok(receipt)
 }
 
 /// Imports products from CSV (a header row) or JSON (an array): sku, name, category, price,

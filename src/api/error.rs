@@ -91,6 +91,8 @@ fn engine_status(error: &EngineError) -> StatusCode {
         // a file the CLI names: the engine reads no paths for HTTP callers
         EngineError::Read { .. } => StatusCode::BAD_REQUEST,
         EngineError::TimedOut | EngineError::Abandoned => StatusCode::REQUEST_TIMEOUT,
+        EngineError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+        EngineError::KeyInFlight | EngineError::KeyReused { .. } => StatusCode::CONFLICT,
         EngineError::NoFace { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         EngineError::UnknownCamera(_) => StatusCode::NOT_FOUND,
         EngineError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,

@@ -31,7 +31,9 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 pub use auth::{Action, AuthSettings, Keys, KeysError, Role};
 pub use error::{ApiError, ErrorBody};
 
-use crate::engine::{Caller as GateCaller, Engine, Photo};
+use crate::engine::gate::blocking;
+use crate::engine::idempotency::{Answer, Begun, Key, Pending};
+use crate::engine::{Caller as GateCaller, Engine, EngineError, Photo};
 
 /// The HTTP side's own settings (`[server]`): what the listener and the limits are.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -168,6 +170,87 @@ async fn with_deadline(
     match tokio::time::timeout(timeout + GRACE, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Engine(crate::engine::EngineError::TimedOut).into_response(),
+    }
+}
+
+/// An `Idempotency-Key` request: the first answer is kept, and a retry with the same key (same
+/// caller, same endpoint) gets it again, marked `Idempotent-Replayed: true`, instead of a
+/// second customer or sale. Without the header the work simply runs. Errors are not kept: a
+/// retry after a 408 or a 503 runs again (a 408 changed nothing).
+struct Once {
+    replay: Option<Answer>,
+    pending: Option<Pending>,
+}
+
+impl Once {
+    async fn new(
+        state: &AppState,
+        caller: &auth::Caller,
+        headers: &header::HeaderMap,
+        endpoint: &'static str,
+    ) -> Result<Once, ApiError> {
+        let Some(key) = headers.get("idempotency-key") else {
+            return Ok(Once {
+                replay: None,
+                pending: None,
+            });
+        };
+        let key = key
+            .to_str()
+            .map_err(|_| EngineError::BadIdempotencyKey)
+            .and_then(|k| Key::new(&caller.who(), k))?;
+        let idempotency = state.engine.idempotency.clone();
+        let begun = blocking(move || idempotency.begin(key, endpoint)).await?;
+        Ok(match begun {
+            Begun::Replay(answer) => Once {
+                replay: Some(answer),
+                pending: None,
+            },
+            Begun::Fresh(pending) => Once {
+                replay: None,
+                pending: Some(pending),
+            },
+        })
+    }
+
+    /// With a key, the work runs in its own task: a client that hangs up does not stop it
+    /// between the commit and the answer being kept, so its retry finds the answer.
+    async fn answer<T: serde::Serialize + Send + 'static>(
+        self,
+        status: axum::http::StatusCode,
+        work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<Response, ApiError> {
+        if let Some(answer) = self.replay {
+            let status = axum::http::StatusCode::from_u16(answer.status)
+                .unwrap_or(axum::http::StatusCode::OK);
+            return Ok((
+                status,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (
+                        header::HeaderName::from_static("idempotent-replayed"),
+                        "true",
+                    ),
+                ],
+                answer.body,
+            )
+                .into_response());
+        }
+        let body = match self.pending {
+            None => serde_json::to_string(&work.await?).expect("answers serialise"),
+            Some(pending) => tokio::spawn(async move {
+                let body = serde_json::to_string(&work.await?).expect("answers serialise");
+                let answer = Answer {
+                    status: status.as_u16(),
+                    body: body.clone(),
+                };
+                blocking(move || pending.finish(&answer)).await?;
+                Ok::<_, ApiError>(body)
+            })
+            .await
+            .map_err(EngineError::Panicked)??,
+        };
+        Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
     }
 }
 

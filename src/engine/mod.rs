@@ -16,6 +16,7 @@ pub mod checkout;
 pub mod customers;
 pub mod faces;
 pub mod gate;
+pub mod idempotency;
 pub mod recognize;
 
 use std::path::PathBuf;
@@ -92,6 +93,12 @@ pub enum EngineError {
     Crm(#[from] CrmError),
     #[error("a worker thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
+    #[error("an Idempotency-Key is 1 to 200 printable characters")]
+    BadIdempotencyKey,
+    #[error("a request with this Idempotency-Key is still being answered: retry in a moment")]
+    KeyInFlight,
+    #[error("this Idempotency-Key was used for {endpoint}: use a new key for a new request")]
+    KeyReused { endpoint: String },
 }
 
 /// A request the engine cannot act on as asked: the caller's to fix.
@@ -127,6 +134,7 @@ pub struct Engine {
     pub cameras: Cameras,
     pub terminals: Arc<Terminals>,
     pub live: Arc<LiveFeed>,
+    pub idempotency: idempotency::Idempotency,
     pub(crate) faces: Arc<FaceReader>,
     pub(crate) gallery: Arc<Gallery>,
     pub(crate) crm: Arc<Crm>,
@@ -159,6 +167,7 @@ impl Engine {
         let crm = Arc::new(Crm::open(&settings.gallery.data_dir, settings.crm.clone())?);
         let faces = Arc::new(FaceReader::new(pipeline, settings.vision.max_image_pixels));
         let live = Arc::new(LiveFeed::default());
+        let idempotency = idempotency::Idempotency::open(&settings.gallery.data_dir)?;
         let vision = &settings.vision;
         Ok(Engine {
             gate: Arc::new(Gate::new(settings.gate.clone())),
@@ -187,6 +196,7 @@ impl Engine {
                 vision.embedder.clone(),
             ],
             live,
+            idempotency,
             faces,
             gallery,
             crm,

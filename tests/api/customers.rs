@@ -194,6 +194,17 @@ async fn an_erased_customer_leaves_no_name_face_or_vector_on_disk_and_the_data_i
     use std::os::unix::fs::PermissionsExt;
     let app = spawn_app(|_| {}).await;
     let id = app.enrol_ok("Secretname Zhang", zhou_portrait()).await;
+    // a sale sent with an idempotency key: its kept answer holds the card, and the name
+    let sale = app
+        .client
+        .post(app.url("/v1/checkout"))
+        .bearer_auth(POS_KEY)
+        .header("Idempotency-Key", "sale-7")
+        .json(&json!({"customer_id": id, "basket": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sale.status(), 200);
     let data = app.data.path();
     let embedding: Vec<u8> = {
         let db = rusqlite::Connection::open_with_flags(
@@ -247,4 +258,59 @@ async fn an_erased_customer_leaves_no_name_face_or_vector_on_disk_and_the_data_i
             file.display()
         );
     }
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
+    let app = spawn_app(|_| {}).await;
+    let enrol = |key: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", "Zhou Min")
+            .text("consent", "signed at till 3")
+            .part("portrait", image_part(zhou_portrait(), "zhou.png"));
+        app.client
+            .post(app.url("/v1/customers"))
+            .bearer_auth(POS_KEY)
+            .header("Idempotency-Key", key)
+            .multipart(form)
+            .send()
+    };
+    let first = enrol("enrol-zhou-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = enrol("enrol-zhou-1").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the same answer, not a second customer");
+    let customers: Value = app.get_json("/v1/customers", ADMIN_KEY).await;
+    assert_eq!(customers.as_array().unwrap().len(), 1);
+
+    let sale = |key: &'static str| {
+        app.client
+            .post(app.url("/v1/checkout"))
+            .bearer_auth(POS_KEY)
+            .header("Idempotency-Key", key)
+            .json(&json!({"customer_id": first["customer_id"], "basket": [{"sku": "DR-1", "quantity": 1, "unit_price_cents": 100}]}))
+            .send()
+    };
+    let receipt: Value = sale("sale-1").await.unwrap().json().await.unwrap();
+    let replayed: Value = sale("sale-1").await.unwrap().json().await.unwrap();
+    assert_eq!(replayed["visit_id"], receipt["visit_id"]);
+    let shown: Value = app
+        .get_json(&format!("/v1/customers/{}", first["customer_id"]), POS_KEY)
+        .await;
+    assert_eq!(shown["card"]["visits"], 1, "one sale recorded, not two");
+    // a key is for one request: the enrolment's key on a checkout is refused
+    let reused = sale("enrol-zhou-1").await.unwrap();
+    assert_eq!(reused.status(), 409);
+    let body: Value = reused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/customers"),
+        "{body}"
+    );
 }
