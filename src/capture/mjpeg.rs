@@ -28,24 +28,24 @@ impl MjpegParser {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The next complete JPEG, if the buffer holds one.
+    /// The next complete JPEG, if the buffer holds one. A loop, not recursion: a stream of
+    /// false start markers costs time, never stack.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, Oversized> {
-        let Some(start) = find(&self.buf, &[0xFF, 0xD8, 0xFF]) else {
-            // keep a possible partial marker at the end
-            let keep = self.buf.len().min(2);
-            self.buf.advance(self.buf.len() - keep);
-            return Ok(None);
-        };
-        self.buf.advance(start);
-        match jpeg_length(&self.buf) {
-            Jpeg::Complete(length) => Ok(Some(self.buf.split_to(length).freeze())),
-            Jpeg::Malformed => {
+        loop {
+            let Some(start) = find(&self.buf, &[0xFF, 0xD8, 0xFF]) else {
+                // keep a possible partial marker at the end
+                let keep = self.buf.len().min(2);
+                self.buf.advance(self.buf.len() - keep);
+                return Ok(None);
+            };
+            self.buf.advance(start);
+            match jpeg_length(&self.buf) {
+                Jpeg::Complete(length) => return Ok(Some(self.buf.split_to(length).freeze())),
                 // not a JPEG after all: look for the next start marker
-                self.buf.advance(2);
-                self.next_frame()
+                Jpeg::Malformed => self.buf.advance(2),
+                Jpeg::Incomplete if self.buf.len() > MAX_PART_BYTES => return Err(Oversized),
+                Jpeg::Incomplete => return Ok(None),
             }
-            Jpeg::Incomplete if self.buf.len() > MAX_PART_BYTES => Err(Oversized),
-            Jpeg::Incomplete => Ok(None),
         }
     }
 }
@@ -162,6 +162,21 @@ async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_false_start_markers_is_skipped_without_deep_recursion() {
+        // each unit starts like a JPEG (SOI, an empty APP0) and then is not one: the old
+        // recursive splitter used a stack frame per unit and overflowed
+        let mut parser = MjpegParser::default();
+        let junk: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x02, 0x00].repeat(1_000_000);
+        parser.push(&junk);
+        parser.push(&jpeg(7));
+        let frame = parser
+            .next_frame()
+            .unwrap()
+            .expect("the real frame after the junk");
+        assert_eq!(&frame[..], &jpeg(7)[..]);
+    }
 
     /// SOI, an APP1 segment holding a whole thumbnail JPEG, SOS with escaped and restart
     /// bytes in its data, EOI.
