@@ -62,7 +62,9 @@ fn enrol_identify_and_delete() {
     let known: Vec<_> = decisions.iter().filter_map(|d| d.customer_id()).collect();
     assert_eq!(known, vec![enrolled.customer_id], "{decisions:?}");
 
-    gallery.delete_customer(enrolled.customer_id).unwrap();
+    gallery
+        .delete_customer(enrolled.customer_id, "test")
+        .unwrap();
     assert!(
         decisions_for_photo(&gallery, &pipeline, "sample5.jpg")
             .iter()
@@ -70,7 +72,7 @@ fn enrol_identify_and_delete() {
     );
     assert!(gallery.customers("").unwrap().is_empty());
     assert!(matches!(
-        gallery.delete_customer(enrolled.customer_id),
+        gallery.delete_customer(enrolled.customer_id, "test"),
         Err(GalleryError::UnknownCustomer(_))
     ));
 }
@@ -241,7 +243,7 @@ fn hnsw_gallery_never_returns_a_deleted_customer_even_after_reopening() {
         let (gallery, _) = open_gallery(dir.path(), hnsw);
         let zhou = enrol_zhou_and_other(&gallery, &pipeline);
         assert_eq!(gallery.identify(&probe).unwrap().customer_id(), Some(zhou));
-        gallery.delete_customer(zhou).unwrap();
+        gallery.delete_customer(zhou, "test").unwrap();
         assert_eq!(gallery.identify(&probe).unwrap().customer_id(), None);
         assert_eq!(gallery.portrait_count(), 1);
         gallery.save_index().unwrap();
@@ -274,7 +276,7 @@ fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
         let first = gallery
             .enrol(new_customer("Ms Zhou", vec![with_crop(&person_a_crop())]))
             .unwrap();
-        gallery.delete_customer(first.customer_id).unwrap();
+        gallery.delete_customer(first.customer_id, "test").unwrap();
         first
     };
     // reopened, as after a restart: the next customer and portrait get new ids

@@ -81,6 +81,7 @@ pub enum Action {
     ManageCatalog,
     Calibrate,
     WatchLive,
+    ReadAudit,
 }
 
 impl Action {
@@ -95,7 +96,8 @@ impl Action {
             | Action::ReadCameras
             | Action::ManageCatalog
             | Action::Calibrate
-            | Action::WatchLive => role == Admin,
+            | Action::WatchLive
+            | Action::ReadAudit => role == Admin,
         }
     }
 }
@@ -310,6 +312,7 @@ mod tests {
             Action::ManageCatalog,
             Action::Calibrate,
             Action::WatchLive,
+            Action::ReadAudit,
         ] {
             assert!(action.allowed(Role::Admin), "{action:?}");
         }

@@ -148,7 +148,8 @@ pub async fn delete(
     caller.may(Action::DeleteCustomer)?;
     let Path(id) = id?;
     let customers = state.engine.customers.clone();
-    blocking(move || customers.delete(id)).await?;
+    let who = caller.who();
+    blocking(move || customers.delete(id, &who)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -84,6 +84,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::settings::calibration,
         super::settings::matching,
         super::settings::set_matching,
+        super::settings::audit,
         healthz,
         readyz,
         metrics,

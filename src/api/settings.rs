@@ -45,6 +45,33 @@ pub async fn calibration(
     Ok(Json(calibration))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    /// how many entries, newest first (default 100, at most 1000)
+    pub limit: Option<usize>,
+    /// one kind only: "enrol", "erase", "matching"
+    pub what: Option<String>,
+}
+
+/// Who enrolled or erased which customer (by id: the log keeps no personal data, so it outlives
+/// an erasure), and who changed the matching rules, newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "settings", params(AuditQuery),
+    responses((status = 200, body = Vec<super::views::AuditEntry>), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn audit(
+    caller: Caller,
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.may(Action::ReadAudit)?;
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(100).min(1000);
+    let admin = state.engine.admin.clone();
+    let entries = blocking(move || admin.audit_log(limit, query.what.as_deref())).await?;
+    Ok(Json(entries))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MatchingView {
     pub threshold: f32,
@@ -76,7 +103,8 @@ pub async fn matching(
 ) -> Result<Json<MatchingView>, ApiError> {
     caller.may(Action::Calibrate)?;
     let admin = state.engine.admin.clone();
-    let view = blocking(move || Ok(view(admin.rules(), admin.audit_log(20)?))).await?;
+    let view =
+        blocking(move || Ok(view(admin.rules(), admin.audit_log(20, Some("matching"))?))).await?;
     Ok(Json(view))
 }
 
@@ -98,7 +126,7 @@ pub async fn set_matching(
     let admin = state.engine.admin.clone();
     let view = blocking(move || {
         let new = admin.set_matching(change.threshold, change.margin, &who)?;
-        Ok(view(new, admin.audit_log(20)?))
+        Ok(view(new, admin.audit_log(20, Some("matching"))?))
     })
     .await?;
     Ok(Json(view))

@@ -259,7 +259,11 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
             }
         }
         CustomersAction::Delete { id } => {
-            engine.customers.delete(id)?;
+            let who = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            engine.customers.delete(id, &who)?;
             engine.flush()?;
             if out.json {
                 out.print_json(&serde_json::json!({ "deleted": id }));

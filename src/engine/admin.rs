@@ -68,9 +68,14 @@ impl Admin {
         Ok(self.gallery.rules())
     }
 
-    /// The latest changes, newest first.
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, EngineError> {
-        Ok(self.gallery.audit_log(limit)?)
+    /// The latest audit entries (of kind `what`, or all), newest first: enrolments, erasures,
+    /// matching-rule changes.
+    pub fn audit_log(
+        &self,
+        limit: usize,
+        what: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, EngineError> {
+        Ok(self.gallery.audit_log(limit, what)?)
     }
 
     pub fn import_catalog(&self, text: &str) -> Result<ImportReport, EngineError> {

@@ -102,8 +102,8 @@ impl Customers {
     /// Erases the customer: profile, portraits, vectors, crops, visits, purchases, and the
     /// console's crops of them. The index file is rewritten at once, not at the next periodic
     /// save: an erased face must not linger on disk.
-    pub fn delete(&self, customer_id: i64) -> Result<(), EngineError> {
-        self.gallery.delete_customer(customer_id)?;
+    pub fn delete(&self, customer_id: i64, who: &str) -> Result<(), EngineError> {
+        self.gallery.delete_customer(customer_id, who)?;
         self.live.forget(customer_id);
         self.gallery.save_index()?;
         Ok(())

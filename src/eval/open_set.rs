@@ -66,7 +66,7 @@ pub fn run(
     // Each person as a stranger: remove them, try their photos, put them back (a new id;
     // later people keep theirs, so their deletion still hits them).
     for (id, name, faces, rest) in enrolled {
-        gallery.delete_customer(id)?;
+        gallery.delete_customer(id, "greeter eval")?;
         for probe in &rest {
             report.stranger_probes += 1;
             if gallery

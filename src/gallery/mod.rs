@@ -292,7 +292,8 @@ impl Gallery {
     }
 
     /// Erases a customer and everything about them; searches right after never return them.
-    pub fn delete_customer(&self, customer_id: i64) -> Result<(), GalleryError> {
+    /// `who` goes to the audit log.
+    pub fn delete_customer(&self, customer_id: i64, who: &str) -> Result<(), GalleryError> {
         let mut store = lock(&self.store);
         let portraits: Vec<i64> = store
             .portraits_of(customer_id)?
@@ -302,7 +303,7 @@ impl Gallery {
         // Hidden from matching before the rows go: a search during the erasure must not name
         // someone whose record is half gone.
         let hidden = self.disown(&portraits);
-        let removed = match store.delete_customer(customer_id) {
+        let removed = match store.delete_customer(customer_id, who) {
             Ok(Some(ids)) => ids,
             Ok(None) => {
                 self.restore(hidden);
@@ -371,8 +372,12 @@ impl Gallery {
         Ok(old)
     }
 
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<store::AuditEntry>, GalleryError> {
-        lock(&self.store).audit_log(limit)
+    pub fn audit_log(
+        &self,
+        limit: usize,
+        what: Option<&str>,
+    ) -> Result<Vec<store::AuditEntry>, GalleryError> {
+        lock(&self.store).audit_log(limit, what)
     }
 
     /// The embeddings of each customer's portraits, by customer id (for calibration).

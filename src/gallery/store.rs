@@ -219,6 +219,14 @@ impl Store {
         )?;
         let customer_id = tx.last_insert_rowid();
         let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
+        // ids only: the audit log must outlive an erasure without holding the person
+        audit(
+            &tx,
+            &consent.by,
+            "enrol",
+            "",
+            &format!("customer {customer_id}, {} portrait(s)", ids.len()),
+        )?;
         tx.commit()?;
         Ok((customer_id, ids))
     }
@@ -256,7 +264,11 @@ impl Store {
 
     /// Erases the customer, every portrait, crop file, visit and purchase. Returns the removed
     /// portrait ids, or `None` for an unknown customer.
-    pub fn delete_customer(&mut self, id: i64) -> Result<Option<Vec<i64>>, GalleryError> {
+    pub fn delete_customer(
+        &mut self,
+        id: i64,
+        who: &str,
+    ) -> Result<Option<Vec<i64>>, GalleryError> {
         let tx = self.conn.transaction()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
@@ -276,6 +288,13 @@ impl Store {
         };
         // Visits, purchases and portraits go with the customer (ON DELETE CASCADE).
         tx.execute("DELETE FROM customers WHERE id = ?1", [id])?;
+        audit(
+            &tx,
+            who,
+            "erase",
+            &format!("customer {id}, {} portrait(s)", ids.len()),
+            "",
+        )?;
         Self::bump_counter(&tx)?;
         tx.commit()?;
         self.erased(&crops.into_iter().flatten().collect::<Vec<_>>());
@@ -433,19 +452,21 @@ impl Store {
         let json = |r: &super::MatchRules| serde_json::to_string(r).expect("plain data");
         let tx = self.conn.transaction()?;
         Self::set_meta(&tx, MATCHING, &json(new))?;
-        tx.execute(
-            "INSERT INTO audit_log(at, who, what, old, new) VALUES (?1, ?2, 'matching', ?3, ?4)",
-            params![Utc::now(), who, json(old), json(new)],
-        )?;
+        audit(&tx, who, "matching", &json(old), &json(new))?;
         Ok(tx.commit()?)
     }
 
-    /// The latest audit entries, newest first.
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, GalleryError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at, who, what, old, new FROM audit_log ORDER BY id DESC LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| {
+    /// The latest audit entries (of one kind, `what`, or all), newest first.
+    pub fn audit_log(
+        &self,
+        limit: usize,
+        what: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, GalleryError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, who, what, old, new FROM audit_log
+             WHERE ?2 IS NULL OR what = ?2 ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64, what], |r| {
             Ok(AuditEntry {
                 at: r.get(0)?,
                 who: r.get(1)?,
@@ -463,6 +484,22 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Records who changed what in the caller's transaction: it commits with the change or not at
+/// all.
+pub fn audit(
+    conn: &Connection,
+    who: &str,
+    what: &str,
+    old: &str,
+    new: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit_log(at, who, what, old, new) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![Utc::now(), who, what, old, new],
+    )?;
+    Ok(())
 }
 
 /// Inserts a visit and its purchases inside the caller's transaction; returns the visit id.

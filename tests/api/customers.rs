@@ -314,3 +314,48 @@ async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn enrolments_and_erasures_are_audited_by_id_and_who() {
+    let app = spawn_app(|_| {}).await;
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    assert_eq!(
+        app.delete(&format!("/v1/customers/{id}"), ADMIN_KEY)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(app.get("/v1/audit", POS_KEY).await.status(), 403);
+    let audit: Value = app.get_json("/v1/audit", ADMIN_KEY).await;
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{audit}");
+    let (erase, enrol) = (&entries[0], &entries[1]);
+    assert_eq!(erase["what"], "erase");
+    assert!(
+        erase["who"].as_str().unwrap().starts_with("admin:"),
+        "{erase}"
+    );
+    assert!(
+        erase["old"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("customer {id}")),
+        "{erase}"
+    );
+    assert_eq!(enrol["what"], "enrol");
+    assert!(
+        enrol["new"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("customer {id}")),
+        "{enrol}"
+    );
+    assert!(
+        !audit.to_string().contains("Zhou"),
+        "the log keeps no names: {audit}"
+    );
+    let only: Value = app
+        .get_json("/v1/audit?what=enrol&limit=5", ADMIN_KEY)
+        .await;
+    assert_eq!(only.as_array().unwrap().len(), 1, "{only}");
+}
