@@ -153,6 +153,36 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Withdrawn {
+    pub customer_id: i64,
+    /// portraits (and their crops and vectors) erased
+    pub portraits_erased: usize,
+}
+
+/// The customer withdraws consent: their faces are erased at once and their profile made
+/// anonymous ("withdrawn customer 7"); visits and purchases are kept for the store's accounts.
+#[utoipa::path(post, path = "/v1/customers/{id}/withdraw-consent", tag = "customers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Withdrawn), (status = 404, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn withdraw_consent(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Withdrawn>, ApiError> {
+    caller.may(Action::Enrol)?;
+    let Path(id) = id?;
+    let customers = state.engine.customers.clone();
+    let who = caller.who();
+    let portraits_erased = blocking(move || customers.withdraw_consent(id, &who)).await?;
+    Ok(Json(Withdrawn {
+        customer_id: id,
+        portraits_erased,
+    }))
+}
+
 /// A checkout without a camera: a known customer and the basket.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CheckoutJson {

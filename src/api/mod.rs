@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/customers/{id}/portraits",
             post(customers::add_portraits),
         )
+        .route(
+            "/v1/customers/{id}/withdraw-consent",
+            post(customers::withdraw_consent),
+        )
         .route("/v1/checkout", post(customers::checkout))
         .route("/v1/catalog", post(customers::import_catalog))
         .route("/v1/calibration", get(settings::calibration))

@@ -79,6 +79,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::customers::search,
         super::customers::show,
         super::customers::delete,
+        super::customers::withdraw_consent,
         super::customers::checkout,
         super::customers::import_catalog,
         super::settings::calibration,

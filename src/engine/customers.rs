@@ -109,6 +109,15 @@ impl Customers {
         Ok(())
     }
 
+    /// The customer withdrew consent: their faces erased at once (index rewritten), their
+    /// profile anonymous, their sales kept for the accounts. How many portraits were erased.
+    pub fn withdraw_consent(&self, customer_id: i64, who: &str) -> Result<usize, EngineError> {
+        let erased = self.gallery.withdraw_consent(customer_id, who)?;
+        self.live.forget(customer_id);
+        self.gallery.save_index()?;
+        Ok(erased)
+    }
+
     pub fn search(&self, query: &str) -> Result<Vec<Customer>, EngineError> {
         Ok(self.gallery.customers(query)?)
     }

@@ -294,16 +294,36 @@ impl Gallery {
     /// Erases a customer and everything about them; searches right after never return them.
     /// `who` goes to the audit log.
     pub fn delete_customer(&self, customer_id: i64, who: &str) -> Result<(), GalleryError> {
+        self.erase_faces(customer_id, |store| store.delete_customer(customer_id, who))?;
+        Ok(())
+    }
+
+    /// Consent withdrawn: the customer's faces and what identifies them erased at once (as by
+    /// `delete_customer`), their sales kept under an anonymous record for the accounts. How
+    /// many portraits were erased.
+    pub fn withdraw_consent(&self, customer_id: i64, who: &str) -> Result<usize, GalleryError> {
+        let removed = self.erase_faces(customer_id, |store| {
+            store.withdraw_consent(customer_id, who)
+        })?;
+        Ok(removed.len())
+    }
+
+    /// Runs `erase` (which removes the customer's portrait rows, or says there is no such
+    /// customer) with their vectors hidden from matching first: a search during the erasure
+    /// must not name someone whose record is half gone. Returns the removed portrait ids.
+    fn erase_faces(
+        &self,
+        customer_id: i64,
+        erase: impl FnOnce(&mut Store) -> Result<Option<Vec<i64>>, GalleryError>,
+    ) -> Result<Vec<i64>, GalleryError> {
         let mut store = lock(&self.store);
         let portraits: Vec<i64> = store
             .portraits_of(customer_id)?
             .iter()
             .map(|p| p.id)
             .collect();
-        // Hidden from matching before the rows go: a search during the erasure must not name
-        // someone whose record is half gone.
         let hidden = self.disown(&portraits);
-        let removed = match store.delete_customer(customer_id, who) {
+        let removed = match erase(&mut store) {
             Ok(Some(ids)) => ids,
             Ok(None) => {
                 self.restore(hidden);
@@ -314,7 +334,8 @@ impl Gallery {
                 return Err(e);
             }
         };
-        self.index_removed(&removed)
+        self.index_removed(&removed)?;
+        Ok(removed)
     }
 
     pub fn customers(&self, query: &str) -> Result<Vec<Customer>, GalleryError> {

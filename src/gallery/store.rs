@@ -278,27 +278,60 @@ impl Store {
         if !exists {
             return Ok(None);
         }
-        let (ids, crops): (Vec<i64>, Vec<Option<String>>) = {
-            let mut stmt =
-                tx.prepare("SELECT id, crop_file FROM portraits WHERE customer_id = ?1")?;
-            let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<Vec<(i64, Option<String>)>, _>>()?
-                .into_iter()
-                .unzip()
-        };
+        let (ids, crops) = portraits_and_crops(&tx, id)?;
         // Visits, purchases and portraits go with the customer (ON DELETE CASCADE).
         tx.execute("DELETE FROM customers WHERE id = ?1", [id])?;
+        Self::commit_erasure(tx, who, "erase", id, ids.len(), "")?;
+        self.erased(&crops);
+        Ok(Some(ids))
+    }
+
+    /// Consent withdrawn: every portrait (and crop) of the customer erased and what identifies
+    /// them blanked, keeping the visits and purchases the store must keep for its accounts
+    /// under an anonymous record. The removed portrait ids, or `None` for an unknown customer.
+    pub fn withdraw_consent(
+        &mut self,
+        id: i64,
+        who: &str,
+    ) -> Result<Option<Vec<i64>>, GalleryError> {
+        let tx = self.conn.transaction()?;
+        let (ids, crops) = portraits_and_crops(&tx, id)?;
+        let changed = tx.execute(
+            "UPDATE customers SET display_name = 'withdrawn customer ' || id, external_ref = NULL,
+                 consent_how = 'withdrawn', consent_by = ?2, consent_at = ?3,
+                 gender = NULL, birth_year = NULL, body_type = NULL
+             WHERE id = ?1",
+            params![id, who, Utc::now()],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        tx.execute("DELETE FROM portraits WHERE customer_id = ?1", [id])?;
+        tx.execute("DELETE FROM idempotency WHERE customer_id = ?1", [id])?;
+        Self::commit_erasure(tx, who, "withdraw", id, ids.len(), "sales kept, anonymous")?;
+        self.erased(&crops);
+        Ok(Some(ids))
+    }
+
+    /// Audits an erasure of `portraits` portraits of `customer` and commits it with the change
+    /// counter bumped (the index is behind until it drops them).
+    fn commit_erasure(
+        tx: Transaction,
+        who: &str,
+        what: &str,
+        customer: i64,
+        portraits: usize,
+        left: &str,
+    ) -> Result<(), GalleryError> {
         audit(
             &tx,
             who,
-            "erase",
-            &format!("customer {id}, {} portrait(s)", ids.len()),
-            "",
+            what,
+            &format!("customer {customer}, {portraits} portrait(s)"),
+            left,
         )?;
         Self::bump_counter(&tx)?;
-        tx.commit()?;
-        self.erased(&crops.into_iter().flatten().collect::<Vec<_>>());
-        Ok(Some(ids))
+        Ok(tx.commit()?)
     }
 
     /// After an erasure: the crops unlinked, and the write-ahead log folded into the database
@@ -484,6 +517,20 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A customer's portrait ids and the crop files they keep.
+fn portraits_and_crops(
+    conn: &Connection,
+    customer_id: i64,
+) -> Result<(Vec<i64>, Vec<String>), GalleryError> {
+    let mut stmt = conn.prepare("SELECT id, crop_file FROM portraits WHERE customer_id = ?1")?;
+    let rows = stmt.query_map([customer_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let (ids, crops): (Vec<i64>, Vec<Option<String>>) =
+        rows.collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
+    Ok((ids, crops.into_iter().flatten().collect()))
 }
 
 /// Records who changed what in the caller's transaction: it commits with the change or not at

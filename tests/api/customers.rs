@@ -359,3 +359,56 @@ async fn enrolments_and_erasures_are_audited_by_id_and_who() {
         .await;
     assert_eq!(only.as_array().unwrap().len(), 1, "{only}");
 }
+
+#[tokio::test]
+async fn withdrawn_consent_erases_the_face_and_name_and_keeps_the_sales() {
+    let app = spawn_app(|_| {}).await;
+    let id = app.enrol_ok("Secretname Wang", zhou_portrait()).await;
+    let sale = app
+        .checkout_json(
+            json!({"customer_id": id, "basket": [{"sku": "DR-1", "quantity": 2, "unit_price_cents": 500}]}),
+            POS_KEY,
+        )
+        .await;
+    assert_eq!(sale.status(), 200);
+    let withdrawn = app
+        .client
+        .post(app.url(&format!("/v1/customers/{id}/withdraw-consent")))
+        .bearer_auth(POS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    let withdrawn: Value = withdrawn.json().await.unwrap();
+    assert_eq!(withdrawn["portraits_erased"], 1);
+    // not recognised any more, and nobody else is named for the face
+    assert!(app.names_in(demo("sample5.jpg")).await.0.is_empty());
+    let shown: Value = app.get_json(&format!("/v1/customers/{id}"), POS_KEY).await;
+    assert_eq!(
+        shown["customer"]["display_name"],
+        format!("withdrawn customer {id}")
+    );
+    assert_eq!(shown["portraits"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        shown["card"]["visits"], 1,
+        "the sale is kept for the accounts"
+    );
+    for file in files_under(app.data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(10).any(|w| w == b"Secretname"),
+            "the name is still in {}",
+            file.display()
+        );
+    }
+    let audit: Value = app.get_json("/v1/audit?what=withdraw", ADMIN_KEY).await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    let again = app
+        .client
+        .post(app.url("/v1/customers/999/withdraw-consent"))
+        .bearer_auth(POS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}
