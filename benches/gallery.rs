@@ -145,6 +145,8 @@ fn startup_bench(portraits: usize) -> (tempfile::TempDir, GallerySettings, Match
         search_threads: 1,
         index_save_s: 5.0,
         keep_crops: false,
+        portrait_retention_days: 0,
+        visit_retention_days: 0,
     };
     let rules = MatchRules {
         threshold: 0.93,

@@ -212,6 +212,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Erases what is past its retention period; a changed index is rewritten at once (an
+    /// expired face must not linger on disk). The service runs it at start and every hour.
+    pub fn purge_expired(&self) -> Result<crate::gallery::Purged, EngineError> {
+        let purged = self.gallery.purge_expired(chrono::Utc::now())?;
+        if purged.portraits > 0 {
+            self.gallery.save_index()?;
+        }
+        if purged != crate::gallery::Purged::default() {
+            tracing::info!(
+                portraits = purged.portraits,
+                visits = purged.visits,
+                "retention: expired data erased"
+            );
+        }
+        Ok(purged)
+    }
+
     /// Saves what is not saved and lets another process have the data dir: the service calls
     /// it once it has stopped serving.
     pub fn close(&self) -> Result<(), EngineError> {
@@ -227,7 +244,22 @@ impl Engine {
 
     /// Starts the cameras and the periodic refresh of the store statistics behind segments
     /// and best-sellers; everything ends with `stop`.
-    pub fn start(&self, stop: &CancellationToken) {
+    pub fn start(self: &Arc<Self>, stop: &CancellationToken) {
+        let engine = self.clone();
+        let stop_retention = stop.child_token();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = stop_retention.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let engine = engine.clone();
+                if let Err(e) = gate::blocking(move || engine.purge_expired()).await {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "retention purge failed (tried again in an hour)");
+                }
+            }
+        });
         let crm = self.crm.clone();
         let stop_refresh = stop.child_token();
         tokio::spawn(async move {

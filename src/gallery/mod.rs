@@ -40,6 +40,17 @@ pub struct GallerySettings {
     pub index_save_s: f64,
     /// keep each portrait's face crop (JPEG) so embeddings can be redone for a new model
     pub keep_crops: bool,
+    /// portraits older than this many days are erased (0: kept until erased)
+    pub portrait_retention_days: u32,
+    /// visits and purchases older than this many days are deleted (0: kept)
+    pub visit_retention_days: u32,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Purged {
+    pub portraits: usize,
+    pub visits: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +347,31 @@ impl Gallery {
         };
         self.index_removed(&removed)?;
         Ok(removed)
+    }
+
+    /// Erases what is older than the retention periods (portraits: faces, crops, vectors;
+    /// visits with their purchases), as of `now`.
+    pub fn purge_expired(&self, now: chrono::DateTime<Utc>) -> Result<Purged, GalleryError> {
+        let days = |d: u32| (d > 0).then(|| now - chrono::Duration::days(d as i64));
+        let (portraits_before, visits_before) = (
+            days(self.settings.portrait_retention_days),
+            days(self.settings.visit_retention_days),
+        );
+        let mut store = lock(&self.store);
+        let expired = match portraits_before {
+            Some(before) => store.portraits_captured_before(before)?,
+            None => Vec::new(),
+        };
+        let hidden = self.disown(&expired);
+        let purged = match store.purge(&expired, visits_before) {
+            Ok(purged) => purged,
+            Err(e) => {
+                self.restore(hidden);
+                return Err(e);
+            }
+        };
+        self.index_removed(&expired)?;
+        Ok(purged)
     }
 
     pub fn customers(&self, query: &str) -> Result<Vec<Customer>, GalleryError> {

@@ -246,16 +246,7 @@ impl Store {
 
     pub fn remove_portraits(&mut self, ids: &[i64]) -> Result<(), GalleryError> {
         let tx = self.conn.transaction()?;
-        let mut crops = Vec::new();
-        for id in ids {
-            let crop: Option<Option<String>> = tx
-                .query_row("SELECT crop_file FROM portraits WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            crops.extend(crop.flatten());
-            tx.execute("DELETE FROM portraits WHERE id = ?1", [id])?;
-        }
+        let crops = delete_portraits(&tx, ids)?;
         Self::bump_counter(&tx)?;
         tx.commit()?;
         self.erased(&crops);
@@ -311,6 +302,54 @@ impl Store {
         Self::commit_erasure(tx, who, "withdraw", id, ids.len(), "sales kept, anonymous")?;
         self.erased(&crops);
         Ok(Some(ids))
+    }
+
+    /// Portraits taken before `before`.
+    pub fn portraits_captured_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<i64>, GalleryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM portraits WHERE captured_at < ?1")?;
+        let rows = stmt.query_map([before], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Retention: erases these portraits (rows and crops) and the visits (with their
+    /// purchases) older than `visits_before`, audited, in one transaction.
+    pub fn purge(
+        &mut self,
+        portraits: &[i64],
+        visits_before: Option<DateTime<Utc>>,
+    ) -> Result<super::Purged, GalleryError> {
+        let tx = self.conn.transaction()?;
+        let crops = delete_portraits(&tx, portraits)?;
+        let visits = match visits_before {
+            Some(before) => {
+                tx.execute("DELETE FROM purchases WHERE purchased_at < ?1", [before])?;
+                tx.execute("DELETE FROM visits WHERE visited_at < ?1", [before])?
+            }
+            None => 0,
+        };
+        let purged = super::Purged {
+            portraits: portraits.len(),
+            visits,
+        };
+        if purged == super::Purged::default() {
+            return Ok(purged);
+        }
+        audit(
+            &tx,
+            "retention",
+            "purge",
+            &format!("{} portrait(s), {visits} visit(s)", portraits.len()),
+            "",
+        )?;
+        Self::bump_counter(&tx)?;
+        tx.commit()?;
+        self.erased(&crops);
+        Ok(purged)
     }
 
     /// Audits an erasure of `portraits` portraits of `customer` and commits it with the change
@@ -517,6 +556,21 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Deletes these portrait rows; the crop files they kept, to unlink after the commit.
+fn delete_portraits(conn: &Connection, ids: &[i64]) -> Result<Vec<String>, GalleryError> {
+    let mut crops = Vec::new();
+    for id in ids {
+        let crop: Option<Option<String>> = conn
+            .query_row("SELECT crop_file FROM portraits WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        crops.extend(crop.flatten());
+        conn.execute("DELETE FROM portraits WHERE id = ?1", [id])?;
+    }
+    Ok(crops)
 }
 
 /// A customer's portrait ids and the crop files they keep.

@@ -412,3 +412,51 @@ async fn withdrawn_consent_erases_the_face_and_name_and_keeps_the_sales() {
         .unwrap();
     assert_eq!(again.status(), 404);
 }
+
+#[tokio::test]
+async fn portraits_and_visits_past_their_retention_are_erased() {
+    let app = spawn_app(|s| {
+        s.gallery.portrait_retention_days = 730;
+        s.gallery.visit_retention_days = 365;
+    })
+    .await;
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let sale = app
+        .checkout_json(
+            json!({"customer_id": id, "basket": [{"sku": "DR-1", "quantity": 1, "unit_price_cents": 500}]}),
+            POS_KEY,
+        )
+        .await;
+    assert_eq!(sale.status(), 200);
+    // the same data, as if taken three years ago
+    {
+        let db = rusqlite::Connection::open(app.data.path().join("greeter.sqlite3")).unwrap();
+        let long_ago = chrono::Utc::now() - chrono::Duration::days(3 * 365);
+        db.execute("UPDATE portraits SET captured_at = ?1", [long_ago])
+            .unwrap();
+        db.execute("UPDATE visits SET visited_at = ?1", [long_ago])
+            .unwrap();
+        db.execute("UPDATE purchases SET purchased_at = ?1", [long_ago])
+            .unwrap();
+    }
+    let engine = app.engine.clone();
+    let purged = tokio::task::spawn_blocking(move || engine.purge_expired())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((purged.portraits, purged.visits), (1, 1));
+    assert!(
+        app.names_in(demo("sample5.jpg")).await.0.is_empty(),
+        "the face is gone"
+    );
+    let shown: Value = app.get_json(&format!("/v1/customers/{id}"), POS_KEY).await;
+    assert_eq!(shown["portraits"].as_array().unwrap().len(), 0);
+    assert_eq!(shown["card"]["visits"], 0);
+    let audit: Value = app.get_json("/v1/audit?what=purge", ADMIN_KEY).await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    let ready: Value = app.get_json("/readyz", ADMIN_KEY).await;
+    assert_eq!(
+        (ready["portraits"].as_u64(), ready["indexed"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
