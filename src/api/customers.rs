@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::auth::{Action, Caller};
@@ -151,6 +151,37 @@ pub async fn delete(
     let who = caller.who();
     blocking(move || customers.delete(id, &who)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The customer's copy of everything kept about them (their right of access): a tar archive
+/// of `customer.json`, `visits.json` and `portraits/<id>.jpg`.
+#[utoipa::path(get, path = "/v1/customers/{id}/export", tag = "customers",
+    params(("id" = i64, Path)),
+    responses((status = 200, content_type = "application/x-tar", body = Vec<u8>),
+        (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn export(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    caller.may(Action::DeleteCustomer)?;
+    let Path(id) = id?;
+    let customers = state.engine.customers.clone();
+    let who = caller.who();
+    let archive = blocking(move || customers.export(id, &who)).await?;
+    let disposition = format!("attachment; filename=\"customer-{id}.tar\"");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/x-tar".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        archive,
+    )
+        .into_response())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -92,6 +92,7 @@ fn engine_status(error: &EngineError) -> StatusCode {
         EngineError::Read { .. } => StatusCode::BAD_REQUEST,
         EngineError::TimedOut | EngineError::Abandoned => StatusCode::REQUEST_TIMEOUT,
         EngineError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+        EngineError::Archive(_) => StatusCode::INTERNAL_SERVER_ERROR,
         EngineError::KeyInFlight | EngineError::KeyReused { .. } => StatusCode::CONFLICT,
         EngineError::NoFace { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         EngineError::UnknownCamera(_) => StatusCode::NOT_FOUND,

@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/customers/{id}/portraits",
             post(customers::add_portraits),
         )
+        .route("/v1/customers/{id}/export", get(customers::export))
         .route(
             "/v1/customers/{id}/withdraw-consent",
             post(customers::withdraw_consent),

@@ -80,6 +80,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::customers::show,
         super::customers::delete,
         super::customers::withdraw_consent,
+        super::customers::export,
         super::customers::checkout,
         super::customers::import_catalog,
         super::settings::calibration,

@@ -118,6 +118,35 @@ impl Customers {
         Ok(erased)
     }
 
+    /// The customer's copy of everything kept about them, as one tar archive:
+    /// `customer.json` (profile, consent, portraits' details), `visits.json` (visits with
+    /// what was bought) and `portraits/<id>.jpg` (the kept face crops). Audited.
+    pub fn export(&self, customer_id: i64, who: &str) -> Result<Vec<u8>, EngineError> {
+        let export = self.gallery.export(customer_id, who)?;
+        let portraits: Vec<&Portrait> = export.portraits.iter().map(|(p, _)| p).collect();
+        let profile = serde_json::json!({ "customer": export.customer, "portraits": portraits });
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut add = |path: String, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o600);
+            header.set_mtime(Utc::now().timestamp().max(0) as u64);
+            header.set_cksum();
+            archive.append_data(&mut header, path, bytes)
+        };
+        let profile = serde_json::to_vec_pretty(&profile).expect("plain data serialises");
+        let visits = serde_json::to_vec_pretty(&export.visits).expect("plain data serialises");
+        add("customer.json".into(), &profile).map_err(EngineError::Archive)?;
+        add("visits.json".into(), &visits).map_err(EngineError::Archive)?;
+        for (portrait, crop) in &export.portraits {
+            if let Some(jpeg) = crop {
+                add(format!("portraits/{}.jpg", portrait.id), jpeg)
+                    .map_err(EngineError::Archive)?;
+            }
+        }
+        archive.into_inner().map_err(EngineError::Archive)
+    }
+
     pub fn search(&self, query: &str) -> Result<Vec<Customer>, EngineError> {
         Ok(self.gallery.customers(query)?)
     }

@@ -93,6 +93,8 @@ pub enum EngineError {
     Crm(#[from] CrmError),
     #[error("a worker thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
+    #[error("cannot build the export archive")]
+    Archive(#[source] std::io::Error),
     #[error("an Idempotency-Key is 1 to 200 printable characters")]
     BadIdempotencyKey,
     #[error("a request with this Idempotency-Key is still being answered: retry in a moment")]

@@ -46,6 +46,14 @@ pub struct GallerySettings {
     pub visit_retention_days: u32,
 }
 
+/// A customer's data as kept, for their copy.
+pub struct Export {
+    pub customer: Customer,
+    /// each portrait and its face crop's JPEG, where kept
+    pub portraits: Vec<(Portrait, Option<Vec<u8>>)>,
+    pub visits: Vec<store::VisitRecord>,
+}
+
 /// What a retention pass removed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Purged {
@@ -384,6 +392,45 @@ impl Gallery {
             .customer(id)?
             .ok_or(GalleryError::UnknownCustomer(id))?;
         Ok((customer, store.portraits_of(id)?))
+    }
+
+    /// Everything kept about a customer, for their copy: profile, portraits with their crops'
+    /// bytes (where kept), visits with baskets. Audited (who asked).
+    pub fn export(&self, id: i64, who: &str) -> Result<Export, GalleryError> {
+        let store = lock(&self.store);
+        let customer = store
+            .customer(id)?
+            .ok_or(GalleryError::UnknownCustomer(id))?;
+        let portraits = store
+            .portraits_of(id)?
+            .into_iter()
+            .map(|p| {
+                let crop = match &p.crop_file {
+                    Some(file) => {
+                        let path = store.crop_path(file);
+                        Some(
+                            std::fs::read(&path)
+                                .map_err(|source| GalleryError::Io { path, source })?,
+                        )
+                    }
+                    None => None,
+                };
+                Ok((p, crop))
+            })
+            .collect::<Result<_, GalleryError>>()?;
+        let visits = store.visits_of(id)?;
+        store::audit(
+            store.connection(),
+            who,
+            "export",
+            "",
+            &format!("customer {id}"),
+        )?;
+        Ok(Export {
+            customer,
+            portraits,
+            visits,
+        })
     }
 
     pub fn customer_by_ref(&self, external_ref: &str) -> Result<Option<Customer>, GalleryError> {

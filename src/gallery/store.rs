@@ -54,6 +54,15 @@ pub struct Portrait {
     pub crop_file: Option<String>,
 }
 
+/// A visit and what was bought in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub camera: Option<String>,
+    pub basket: Vec<BasketItem>,
+}
+
 /// One line of a basket at the till.
 #[derive(Debug, Clone, serde::Deserialize, Serialize)]
 pub struct BasketItem {
@@ -136,6 +145,10 @@ impl Store {
             self.remove_crop_files(&orphans);
         }
         Ok(())
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn crop_path(&self, file: &str) -> std::path::PathBuf {
@@ -484,6 +497,44 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A customer's visits with what was bought in each, oldest first, for an export.
+    pub fn visits_of(&self, customer_id: i64) -> Result<Vec<VisitRecord>, GalleryError> {
+        let mut visits: Vec<VisitRecord> = self
+            .conn
+            .prepare(
+                "SELECT id, visited_at, camera FROM visits WHERE customer_id = ?1 ORDER BY visited_at",
+            )?
+            .query_map([customer_id], |r| {
+                Ok(VisitRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    camera: r.get(2)?,
+                    basket: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT visit_id, sku, quantity, unit_price_cents FROM purchases WHERE customer_id = ?1",
+        )?;
+        let rows = stmt.query_map([customer_id], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?,
+                BasketItem {
+                    sku: r.get(1)?,
+                    quantity: r.get(2)?,
+                    unit_price_cents: r.get(3)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (visit, item) = row?;
+            if let Some(v) = visits.iter_mut().find(|v| Some(v.id) == visit) {
+                v.basket.push(item);
+            }
+        }
+        Ok(visits)
     }
 
     /// Records a visit and what was bought in it, in one transaction; returns the visit id.

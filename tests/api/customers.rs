@@ -460,3 +460,57 @@ async fn portraits_and_visits_past_their_retention_are_erased() {
         (Some(0), Some(0))
     );
 }
+
+#[tokio::test]
+async fn a_customer_gets_a_copy_of_everything_kept_about_them() {
+    use std::io::Read;
+    let app = spawn_app(|_| {}).await;
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    let sale = app
+        .checkout_json(
+            json!({"customer_id": id, "basket": [{"sku": "DR-0042", "quantity": 1, "unit_price_cents": 59900}]}),
+            POS_KEY,
+        )
+        .await;
+    assert_eq!(sale.status(), 200);
+    assert_eq!(
+        app.get(&format!("/v1/customers/{id}/export"), POS_KEY)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.get("/v1/customers/999/export", ADMIN_KEY)
+            .await
+            .status(),
+        404
+    );
+    let response = app
+        .get(&format!("/v1/customers/{id}/export"), ADMIN_KEY)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let bytes = response.bytes().await.unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(&bytes[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        files.insert(path, content);
+    }
+    let profile: Value = serde_json::from_slice(&files["customer.json"]).unwrap();
+    assert_eq!(profile["customer"]["display_name"], "Zhou Min");
+    assert_eq!(profile["customer"]["consent"]["how"], "signed at till 3");
+    let visits: Value = serde_json::from_slice(&files["visits.json"]).unwrap();
+    assert_eq!(visits[0]["basket"][0]["sku"], "DR-0042", "{visits}");
+    let portrait_id = profile["portraits"][0]["id"].as_i64().unwrap();
+    let crop = &files[&format!("portraits/{portrait_id}.jpg")];
+    assert!(
+        image::load_from_memory(crop).unwrap().width() > 20,
+        "a real face crop"
+    );
+    let audit: Value = app.get_json("/v1/audit?what=export", ADMIN_KEY).await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+}
