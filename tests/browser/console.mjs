@@ -118,6 +118,15 @@ try {
     await found.locator("button", { hasText: "Delete" }).click();
     await found.waitFor({ state: "detached" });
   });
+  await step("the audit page shows the erasure, by id and by whom", async () => {
+    await page.click("button[data-tab=audit]");
+    const erased = page.locator("#audit-log-rows tr", { hasText: "erase" });
+    await erased.first().waitFor();
+    const text = await erased.first().innerText();
+    if (!/admin:/.test(text) || !/customer \d+/.test(text)) throw new Error(`unexpected audit row: ${text}`);
+    if (/Browser Customer/.test(await page.locator("#audit-log-rows").innerText())) throw new Error("the audit log shows a name");
+    await page.screenshot({ path: `${SHOTS}/audit.png` });
+  });
 } finally {
   await browser.close();
 }
