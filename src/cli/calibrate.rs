@@ -21,9 +21,9 @@ fn labelled_people(faces: &FaceReader, dir: &Path) -> Result<Vec<Person>> {
     let mut people: Vec<Person> = Vec::new();
     for (label, file) in super::faces::labelled_photos(dir)? {
         let embedding = Photo::read(&file)
-            .and_then(|photo| faces.portrait(&photo))
+            .and_then(|photo| faces.largest_face(&photo))
             .ok()
-            .map(|p| p.face.embedding);
+            .map(|(_, face)| face.embedding);
         let Some(embedding) = embedding else {
             eprintln!("warning: no face in {}", file.display());
             continue;

@@ -10,7 +10,7 @@ use super::{CustomersAction, Output};
 use crate::config::Settings;
 use crate::engine::{Claim, Engine, Enrolment, Outcome, Photo};
 use crate::eval::open_set::{self, Person};
-use crate::gallery::{GalleryError, NewCustomer};
+use crate::gallery::{GalleryError, NewCustomer, PortraitInput};
 use crate::vision::{BBox, Pipeline, embedder_identity};
 
 pub struct EnrolArgs {
@@ -334,8 +334,19 @@ fn run_open_set(
                 portraits: Vec::new(),
             });
         }
-        match Photo::read(&file).and_then(|photo| engine.faces.portrait(&photo)) {
-            Ok(p) => people.last_mut().expect("pushed above").portraits.push(p),
+        // no crop: a scratch gallery keeps none
+        match Photo::read(&file).and_then(|photo| engine.faces.largest_face(&photo)) {
+            Ok((_, face)) => {
+                people
+                    .last_mut()
+                    .expect("pushed above")
+                    .portraits
+                    .push(PortraitInput {
+                        face,
+                        source: file.display().to_string(),
+                        crop_jpeg: None,
+                    })
+            }
             Err(_) => faces_not_found += 1,
         }
     }
@@ -358,8 +369,8 @@ pub fn reembed(settings: &Settings, out: Output) -> Result<()> {
     );
     let redone = crate::gallery::reembed(&settings.gallery.data_dir, &model_id, |crop| {
         Photo::read(crop)
-            .and_then(|photo| faces.portrait(&photo))
-            .map(|p| p.face.embedding)
+            .and_then(|photo| faces.largest_face(&photo))
+            .map(|(_, face)| face.embedding)
             .map_err(|e| crate::telemetry::chain(&e))
     })
     .with_context(|| {

@@ -70,8 +70,8 @@ impl FaceReader {
         Ok(faces)
     }
 
-    /// The largest face of a photo as a portrait, with its crop kept for re-embedding.
-    pub fn portrait(&self, photo: &Photo) -> Result<PortraitInput, EngineError> {
+    /// The largest face of a photo, and the decoded photo.
+    pub fn largest_face(&self, photo: &Photo) -> Result<(RgbImage, FaceObservation), EngineError> {
         let frame = self.decode(&photo.origin, &photo.bytes)?;
         let face = self
             .analyse(&frame)?
@@ -80,6 +80,12 @@ impl FaceReader {
             .ok_or_else(|| EngineError::NoFace {
                 origin: photo.origin.clone(),
             })?;
+        Ok((frame, face))
+    }
+
+    /// The largest face of a photo as a portrait, with its crop kept for re-embedding.
+    pub fn portrait(&self, photo: &Photo) -> Result<PortraitInput, EngineError> {
+        let (frame, face) = self.largest_face(photo)?;
         Ok(PortraitInput::from_frame(
             &frame,
             face,

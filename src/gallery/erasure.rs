@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::store::{self, Store};
-use super::{Customer, Gallery, GalleryError, Portrait, lock};
+use super::{Customer, Gallery, GalleryError, Portrait};
 
 /// A customer's data as kept, for their copy.
 pub struct Export {
@@ -41,33 +41,43 @@ impl Gallery {
     }
 
     /// Runs `erase` (which removes the customer's portrait rows, or says there is no such
-    /// customer) with their vectors hidden from matching first: a search during the erasure
-    /// must not name someone whose record is half gone. Returns the removed portrait ids.
+    /// customer) through `erasing`. Returns the removed portrait ids.
     fn erase_faces(
         &self,
         customer_id: i64,
         erase: impl FnOnce(&mut Store) -> Result<Option<Vec<i64>>, GalleryError>,
     ) -> Result<Vec<i64>, GalleryError> {
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         let portraits: Vec<i64> = store
             .portraits_of(customer_id)?
             .iter()
             .map(|p| p.id)
             .collect();
-        let hidden = self.disown(&portraits);
-        let removed = match erase(&mut store) {
-            Ok(Some(ids)) => ids,
-            Ok(None) => {
-                self.restore(hidden);
-                return Err(GalleryError::UnknownCustomer(customer_id));
+        self.erasing(&mut store, &portraits, |store| {
+            erase(store)?.ok_or(GalleryError::UnknownCustomer(customer_id))
+        })
+    }
+
+    /// Runs `erase`, which deletes these portraits' rows, with their vectors hidden from
+    /// matching first: a search during the erasure must not name someone whose record is half
+    /// gone. On success the vectors go; on failure they come back.
+    fn erasing<T>(
+        &self,
+        store: &mut Store,
+        portraits: &[i64],
+        erase: impl FnOnce(&mut Store) -> Result<T, GalleryError>,
+    ) -> Result<T, GalleryError> {
+        let hidden = self.disown(portraits);
+        match erase(store) {
+            Ok(done) => {
+                self.index_removed(portraits)?;
+                Ok(done)
             }
             Err(e) => {
                 self.restore(hidden);
-                return Err(e);
+                Err(e)
             }
-        };
-        self.index_removed(&removed)?;
-        Ok(removed)
+        }
     }
 
     /// Erases what is older than the retention periods (portraits: faces, crops, vectors;
@@ -78,27 +88,20 @@ impl Gallery {
             days(self.settings.portrait_retention_days),
             days(self.settings.visit_retention_days),
         );
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         let expired = match portraits_before {
             Some(before) => store.portraits_captured_before(before)?,
             None => Vec::new(),
         };
-        let hidden = self.disown(&expired);
-        let purged = match store.purge(&expired, visits_before) {
-            Ok(purged) => purged,
-            Err(e) => {
-                self.restore(hidden);
-                return Err(e);
-            }
-        };
-        self.index_removed(&expired)?;
-        Ok(purged)
+        self.erasing(&mut store, &expired, |store| {
+            store.purge(&expired, visits_before)
+        })
     }
 
     /// Everything kept about a customer, for their copy: profile, portraits with their crops'
     /// bytes (where kept), visits with baskets. Audited (who asked).
     pub fn export(&self, id: i64, who: &str) -> Result<Export, GalleryError> {
-        let store = lock(&self.store);
+        let store = self.store.lock();
         let customer = store
             .customer(id)?
             .ok_or(GalleryError::UnknownCustomer(id))?;

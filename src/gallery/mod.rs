@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
+// parking_lot's locks hand over fairly under contention (a writer is not starved by a stream
+// of searches) and are not poisoned: the store is transactional and the index is re-checked
+// against it at the next open, so a panic elsewhere cannot leave either half-updated for long.
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
@@ -112,13 +115,6 @@ pub struct Gallery {
     dimensions: u32,
 }
 
-/// parking_lot's locks hand over fairly under contention (a writer is not starved by a stream
-/// of searches), and have no poisoning: the store is transactional and the index is re-checked
-/// against it at the next open, so a panic elsewhere cannot leave either half-updated for long.
-fn lock<T>(mutex: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
-    mutex.lock()
-}
-
 impl Gallery {
     /// Opens the store and the index; a missing, unreadable or stale index is rebuilt from the
     /// store (and saved), and the report says why.
@@ -200,11 +196,11 @@ impl Gallery {
     /// changes). The snapshot is taken under the locks; the slow part, writing and syncing the
     /// file, runs outside them, so matching and enrolment go on meanwhile.
     pub fn save_index(&self) -> Result<(), GalleryError> {
-        let _one_at_a_time = lock(&self.saving);
+        let _one_at_a_time = self.saving.lock();
         // cleared first: a change made while this snapshot is written marks it again
         self.unsaved.store(false, Ordering::Release);
         let (snapshot, meta) = {
-            let store = lock(&self.store);
+            let store = self.store.lock();
             let vectors = self.vectors.read();
             let meta = IndexMeta {
                 change_counter: store.change_counter()?,
@@ -253,7 +249,7 @@ impl Gallery {
     /// Enrols a new customer with consent and at least one good portrait, atomically.
     pub fn enrol(&self, customer: NewCustomer) -> Result<Enrolled, GalleryError> {
         let (name, consent) = named_with_consent(&customer)?;
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         let portraits = self.admissible(&store, None, customer.portraits, customer.force)?;
         let (kept, dropped) = self.cap(portraits, Vec::new());
         let (vectors, new): (Vec<Vec<f32>>, Vec<NewPortrait>) =
@@ -275,7 +271,7 @@ impl Gallery {
         portraits: Vec<PortraitInput>,
         force: bool,
     ) -> Result<Enrolled, GalleryError> {
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         if store.customer(customer_id)?.is_none() {
             return Err(GalleryError::UnknownCustomer(customer_id));
         }
@@ -298,11 +294,11 @@ impl Gallery {
     }
 
     pub fn customers(&self, query: &str) -> Result<Vec<Customer>, GalleryError> {
-        lock(&self.store).customers(query)
+        self.store.lock().customers(query)
     }
 
     pub fn customer(&self, id: i64) -> Result<(Customer, Vec<Portrait>), GalleryError> {
-        let store = lock(&self.store);
+        let store = self.store.lock();
         let customer = store
             .customer(id)?
             .ok_or(GalleryError::UnknownCustomer(id))?;
@@ -310,7 +306,7 @@ impl Gallery {
     }
 
     pub fn customer_by_ref(&self, external_ref: &str) -> Result<Option<Customer>, GalleryError> {
-        lock(&self.store).customer_by_ref(external_ref)
+        self.store.lock().customer_by_ref(external_ref)
     }
 
     /// Records a visit of a known customer with what they bought.
@@ -320,7 +316,7 @@ impl Gallery {
         camera: Option<&str>,
         basket: &[BasketItem],
     ) -> Result<i64, GalleryError> {
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         if store.customer(customer_id)?.is_none() {
             return Err(GalleryError::UnknownCustomer(customer_id));
         }
@@ -340,7 +336,7 @@ impl Gallery {
         who: &str,
     ) -> Result<MatchRules, GalleryError> {
         // the store lock orders concurrent changes: the audit log's old → new chain holds
-        let mut store = lock(&self.store);
+        let mut store = self.store.lock();
         let old = self.rules();
         let new = MatchRules {
             threshold,
@@ -357,12 +353,12 @@ impl Gallery {
         limit: usize,
         what: Option<&str>,
     ) -> Result<Vec<store::AuditEntry>, GalleryError> {
-        lock(&self.store).audit_log(limit, what)
+        self.store.lock().audit_log(limit, what)
     }
 
     /// The embeddings of each customer's portraits, by customer id (for calibration).
     pub fn embeddings_by_customer(&self) -> Result<BTreeMap<i64, Vec<Vec<f32>>>, GalleryError> {
-        let portraits = lock(&self.store).all_portraits()?;
+        let portraits = self.store.lock().all_portraits()?;
         let mut by_customer: BTreeMap<i64, Vec<Vec<f32>>> = BTreeMap::new();
         for p in portraits {
             by_customer
