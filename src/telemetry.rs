@@ -11,13 +11,17 @@ pub fn init() {
         .try_init();
 }
 
-/// An error and its causes on one line, for logs.
+/// An error and its causes on one line, for logs and 4xx messages. A cause whose words the
+/// line already holds is not repeated (axum's and serde's errors print their own cause).
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
         source = cause.source();
     }
     text
@@ -44,4 +48,25 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         }
         handle
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapped")]
+    struct Wrapped(#[source] Inner);
+
+    #[test]
+    fn causes_follow_once() {
+        assert_eq!(super::chain(&Wrapped(Inner)), "wrapped: inner");
+        assert_eq!(super::chain(&Outer(Inner)), "outer: inner");
+    }
 }
