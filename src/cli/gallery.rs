@@ -276,86 +276,96 @@ pub fn customers(settings: &Settings, action: CustomersAction, out: Output) -> R
 }
 
 /// Open-set identification through a scratch gallery (see `eval::open_set`).
-pub fn evaluate(settings: &Settings, dir: &Path, per_person: usize, out: Output) -> Result<()> {
+pub fn evaluate(
+    settings: &Settings,
+    dirs: &[PathBuf],
+    per_person: usize,
+    out: Output,
+) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
     let mut settings = settings.clone();
     settings.gallery.data_dir = scratch.clone();
     settings.gallery.keep_crops = false;
     settings.gallery.max_portraits_per_customer =
         settings.gallery.max_portraits_per_customer.max(per_person);
-    let result = run_open_set(&settings, dir, per_person);
+    let result = run_open_set(&settings, dirs, per_person);
     let _ = std::fs::remove_dir_all(&scratch);
     let report = result?;
     if out.json {
         out.print_json(&report);
         return Ok(());
     }
-    let rate = |n: usize, of: usize| {
-        if of == 0 {
-            f64::NAN
-        } else {
-            n as f64 / of as f64
-        }
-    };
+    let rate = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
     println!(
-        "threshold {:.3}, margin {:.3}, {} portrait(s) per person enrolled",
-        settings.matching.threshold, settings.matching.margin, per_person
+        "embedder {}, threshold {:.3}, margin {:.3}, {} portrait(s) per person enrolled, all folders in one gallery",
+        settings.vision.embedder, settings.matching.threshold, settings.matching.margin, per_person
     );
     println!(
-        "people {}  enrolled portraits {}  faces not found {}",
-        report.people, report.enrolled_portraits, report.faces_not_found
+        "{:<28} {:>6} {:>6} {:>7} {:>7} {:>7} {:>6}  {:>9} {:>7}",
+        "folder", "people", "probes", "right%", "unknwn%", "wrong", "no face", "strangers", "wrong"
     );
-    println!(
-        "enrolled people: {} probes, rank-1 correct {:.4}, wrong name {}, unknown {:.4}",
-        report.probes,
-        rate(report.correct, report.probes),
-        report.wrong_name,
-        rate(report.unknown, report.probes)
-    );
-    println!(
-        "strangers: {} probes, greeted by a wrong name {}",
-        report.stranger_probes, report.stranger_false_accepts
-    );
+    let rows = report
+        .folders
+        .iter()
+        .map(|f| (f.folder.as_str(), &f.counts))
+        .chain([("all", &report.total)]);
+    for (folder, c) in rows {
+        println!(
+            "{:<28} {:>6} {:>6} {:>7.1} {:>7.1} {:>7} {:>6}  {:>9} {:>7}",
+            folder,
+            c.people,
+            c.probes,
+            rate(c.right, c.probes),
+            rate(c.unknown, c.probes),
+            c.wrong,
+            c.faces_not_found,
+            c.strangers_probes,
+            c.strangers_wrong
+        );
+    }
     Ok(())
 }
 
 fn run_open_set(
     settings: &Settings,
-    dir: &Path,
+    dirs: &[PathBuf],
     per_person: usize,
 ) -> Result<open_set::OpenSetReport> {
     let engine = engine(settings)?;
+    let mut folders = Vec::new();
     let mut people: Vec<Person> = Vec::new();
-    let mut faces_not_found = 0;
-    for (person, file) in super::faces::labelled_photos(dir)? {
-        if people.last().is_none_or(|p| p.name != person) {
-            people.push(Person {
-                name: person.clone(),
-                portraits: Vec::new(),
-            });
-        }
-        // no crop: a scratch gallery keeps none
-        match Photo::read(&file).and_then(|photo| engine.faces.largest_face(&photo)) {
-            Ok((_, face)) => {
-                people
-                    .last_mut()
-                    .expect("pushed above")
-                    .portraits
-                    .push(PortraitInput {
-                        face,
-                        source: file.display().to_string(),
-                        crop_jpeg: None,
-                    })
+    for (population, dir) in dirs.iter().enumerate() {
+        let mut faces_not_found = 0;
+        for (person, file) in super::faces::labelled_photos(dir)? {
+            if people
+                .last()
+                .is_none_or(|p| p.name != person || p.population != population)
+            {
+                people.push(Person {
+                    name: person.clone(),
+                    population,
+                    portraits: Vec::new(),
+                });
             }
-            Err(_) => faces_not_found += 1,
+            // no crop: a scratch gallery keeps none
+            match Photo::read(&file).and_then(|photo| engine.faces.largest_face(&photo)) {
+                Ok((_, face)) => {
+                    people
+                        .last_mut()
+                        .expect("pushed above")
+                        .portraits
+                        .push(PortraitInput {
+                            face,
+                            source: file.display().to_string(),
+                            crop_jpeg: None,
+                        })
+                }
+                Err(_) => faces_not_found += 1,
+            }
         }
+        folders.push((dir.display().to_string(), faces_not_found));
     }
-    Ok(open_set::run(
-        &engine.gallery,
-        people,
-        per_person,
-        faces_not_found,
-    )?)
+    Ok(open_set::run(&engine.gallery, folders, people, per_person)?)
 }
 
 /// Re-embeds every portrait from its kept face crop with the configured model (all or

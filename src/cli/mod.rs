@@ -4,6 +4,7 @@ mod calibrate;
 mod crm;
 mod faces;
 mod gallery;
+mod models;
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::vision::{AlignmentKind, Analysis, Pipeline};
+use crate::vision::{AlignmentKind, Analysis, Family, Pipeline};
 
 #[derive(Debug, Parser)]
 #[command(name = "greeter", version, about = "Edge face recognition for stores")]
@@ -26,6 +27,9 @@ pub struct Cli {
     /// Face detector from models/models.toml (overrides vision.detector)
     #[arg(long, global = true)]
     pub detector: Option<String>,
+    /// Embedder, or a weighted fusion "a*0.7 + b*0.3" (overrides vision.embedder)
+    #[arg(long, global = true)]
+    pub embedder: Option<String>,
     /// Face alignment before embedding (overrides vision.alignment)
     #[arg(long, global = true, value_parser = alignment)]
     pub alignment: Option<AlignmentKind>,
@@ -47,10 +51,11 @@ pub enum Command {
     },
     /// Similarity of the largest faces of two photos, and the verdict at the configured threshold
     Compare { a: PathBuf, b: PathBuf },
-    /// Accuracy on a labelled folder: DIR/<person>/<photos>
+    /// Accuracy on labelled folders (DIR/<person>/<photos>), reported per folder
     Eval {
-        dir: PathBuf,
-        /// Instead of pairs: enrol the first N photos of each person in a scratch gallery,
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Instead of pairs: enrol the first N photos of each person (all folders together) in a scratch gallery,
         /// identify the rest, and identify each person's photos again with them removed
         /// (strangers) — rank-1, false accepts and unknowns at the configured threshold
         #[arg(long, value_name = "N")]
@@ -136,6 +141,43 @@ pub enum Command {
         #[command(subcommand)]
         action: GalleryAction,
     },
+    /// The face models: list them, or install a recognizer the store holds a licence for
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Every model in models/models.toml and models/local-models.toml (* = in use)
+    List,
+    /// Install an ONNX face recognizer: copied into the models folder, run once to check it
+    /// loads and tells faces apart, recorded with its sha256 in local-models.toml
+    Add {
+        file: PathBuf,
+        /// name to use in vision.embedder
+        #[arg(long)]
+        name: String,
+        /// arcface112: chips aligned on the ArcFace 5-point template (InsightFace-style nets);
+        /// embedding: dlib-style chips
+        #[arg(long, value_parser = family)]
+        family: Family,
+        #[arg(long, default_value_t = 112)]
+        input_size: u32,
+        /// subtracted from the 0-255 pixels: one value or three (in the model's channel order)
+        #[arg(long, value_delimiter = ',', default_value = "127.5")]
+        mean: Vec<f32>,
+        /// then divided by: one value or three
+        #[arg(long, value_delimiter = ',', default_value = "127.5")]
+        std: Vec<f32>,
+        /// the model takes BGR planes (OpenCV-trained), not RGB
+        #[arg(long)]
+        bgr: bool,
+        /// the licence under which the store holds these weights (recorded with them)
+        #[arg(long)]
+        licence: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,18 +227,27 @@ pub enum CustomersAction {
     Delete { id: i64 },
 }
 
-/// "face-api" or "similarity", spelled as in the config file.
-fn alignment(name: &str) -> Result<AlignmentKind, String> {
-    use serde::Deserialize;
+/// A value spelled as in the config file and manifest ("face-api", "arcface112").
+fn config_word<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
     use serde::de::IntoDeserializer;
-    AlignmentKind::deserialize(name.into_deserializer())
-        .map_err(|e: serde::de::value::Error| e.to_string())
+    T::deserialize(name.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
+}
+
+fn alignment(name: &str) -> Result<AlignmentKind, String> {
+    config_word(name)
+}
+
+fn family(name: &str) -> Result<Family, String> {
+    config_word(name)
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(detector) = cli.detector {
         settings.vision.detector = detector;
+    }
+    if let Some(embedder) = cli.embedder {
+        settings.vision.embedder = embedder;
     }
     if let Some(alignment) = cli.alignment {
         settings.vision.alignment = alignment;
@@ -216,11 +267,14 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Compare { a, b } => faces::compare(&models()?, &settings, &a, &b, out),
-        Command::Eval { dir, gallery: None } => faces::evaluate(&models()?, &settings, &dir, out),
         Command::Eval {
-            dir,
+            dirs,
+            gallery: None,
+        } => faces::evaluate(&models()?, &settings, &dirs, out),
+        Command::Eval {
+            dirs,
             gallery: Some(n),
-        } => gallery::evaluate(&settings, &dir, n, out),
+        } => gallery::evaluate(&settings, &dirs, n, out),
         Command::Enrol {
             name,
             consent,
@@ -286,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gallery {
             action: GalleryAction::Reembed,
         } => gallery::reembed(&settings, out),
+        Command::Models { action } => models::run(&settings, action, out),
     }
 }
 

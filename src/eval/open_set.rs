@@ -6,75 +6,102 @@ use serde::Serialize;
 
 use crate::gallery::{Gallery, GalleryError, NewCustomer, PortraitInput};
 
-#[derive(Debug, Default, Serialize)]
-pub struct OpenSetReport {
+/// What one population (a folder of people) got.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counts {
     pub people: usize,
     pub enrolled_portraits: usize,
+    pub faces_not_found: usize,
     /// probes of enrolled people
     pub probes: usize,
-    pub correct: usize,
+    /// named right
+    pub right: usize,
     /// an enrolled person taken for someone else
-    pub wrong_name: usize,
+    pub wrong: usize,
     pub unknown: usize,
     /// probes of people removed from the gallery (strangers)
-    pub stranger_probes: usize,
+    pub strangers_probes: usize,
     /// a stranger greeted by someone's name
-    pub stranger_false_accepts: usize,
-    pub faces_not_found: usize,
+    pub strangers_wrong: usize,
 }
 
-/// One person's portraits, in the order they were found.
+#[derive(Debug, Serialize)]
+pub struct Population {
+    pub folder: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// All populations enrolled in one gallery, reported apart: a mean would hide the one that
+/// matters.
+#[derive(Debug, Serialize)]
+pub struct OpenSetReport {
+    pub per_person: usize,
+    pub folders: Vec<Population>,
+    pub total: Counts,
+}
+
+/// One person's portraits, in the order they were found, and the population they belong to
+/// (an index into the folders).
 pub struct Person {
     pub name: String,
+    pub population: usize,
     pub portraits: Vec<PortraitInput>,
 }
 
-/// Runs the protocol on an empty `gallery`; `faces_not_found` is carried into the report.
+/// Runs the protocol on an empty `gallery`; `faces_not_found` (per folder) is carried into
+/// the report.
 pub fn run(
     gallery: &Gallery,
+    folders: Vec<(String, usize)>,
     people: Vec<Person>,
     per_person: usize,
-    faces_not_found: usize,
 ) -> Result<OpenSetReport, GalleryError> {
-    let mut report = OpenSetReport {
-        people: people.len(),
-        faces_not_found,
-        ..Default::default()
-    };
+    let mut counts: Vec<Counts> = folders
+        .iter()
+        .map(|&(_, faces_not_found)| Counts {
+            faces_not_found,
+            ..Default::default()
+        })
+        .collect();
     let mut enrolled = Vec::new();
     for person in people {
+        let c = &mut counts[person.population];
+        c.people += 1;
         let mut photos = person.portraits;
         let rest = photos.split_off(per_person.min(photos.len()));
         if photos.is_empty() {
             continue;
         }
-        report.enrolled_portraits += photos.len();
+        c.enrolled_portraits += photos.len();
         let faces: Vec<_> = photos.iter().map(|p| p.face.clone()).collect();
         let id = enrol(gallery, &person.name, photos)?;
-        enrolled.push((id, person.name, faces, rest));
+        enrolled.push((id, person.name, person.population, faces, rest));
     }
-    for (id, _, _, rest) in &enrolled {
+    for (id, _, population, _, rest) in &enrolled {
+        let c = &mut counts[*population];
         for probe in rest {
-            report.probes += 1;
+            c.probes += 1;
             match gallery.identify(&probe.face.embedding)?.customer_id() {
-                Some(found) if found == *id => report.correct += 1,
-                Some(_) => report.wrong_name += 1,
-                None => report.unknown += 1,
+                Some(found) if found == *id => c.right += 1,
+                Some(_) => c.wrong += 1,
+                None => c.unknown += 1,
             }
         }
     }
     // Each person as a stranger: remove them, try their photos, put them back (a new id;
     // later people keep theirs, so their deletion still hits them).
-    for (id, name, faces, rest) in enrolled {
+    for (id, name, population, faces, rest) in enrolled {
         gallery.delete_customer(id, "greeter eval")?;
+        let c = &mut counts[population];
         for probe in &rest {
-            report.stranger_probes += 1;
+            c.strangers_probes += 1;
             if gallery
                 .identify(&probe.face.embedding)?
                 .customer_id()
                 .is_some()
             {
-                report.stranger_false_accepts += 1;
+                c.strangers_wrong += 1;
             }
         }
         let portraits = faces
@@ -87,7 +114,27 @@ pub fn run(
             .collect();
         enrol(gallery, &name, portraits)?;
     }
-    Ok(report)
+    let mut total = Counts::default();
+    for c in &counts {
+        total.people += c.people;
+        total.enrolled_portraits += c.enrolled_portraits;
+        total.faces_not_found += c.faces_not_found;
+        total.probes += c.probes;
+        total.right += c.right;
+        total.wrong += c.wrong;
+        total.unknown += c.unknown;
+        total.strangers_probes += c.strangers_probes;
+        total.strangers_wrong += c.strangers_wrong;
+    }
+    Ok(OpenSetReport {
+        per_person,
+        folders: folders
+            .into_iter()
+            .zip(counts)
+            .map(|((folder, _), counts)| Population { folder, counts })
+            .collect(),
+        total,
+    })
 }
 
 /// Measures matching, not enrolment rules: every portrait goes in, look-alikes included.

@@ -26,9 +26,10 @@ pub enum BadRules {
     Margin(f32),
 }
 
-/// Cosine similarities of unrelated faces reach 0.5 and beyond with every model shipped or
-/// evaluated here; a threshold below it names strangers.
-pub const MIN_THRESHOLD: f32 = 0.5;
+/// The lowest threshold any supported net can use: ArcFace-class nets put unrelated faces
+/// near 0 and the same person from about 0.3 (the dlib-style net: 0.83 and 0.93), so below
+/// 0.2 every net names strangers. Each net's own threshold comes from `greeter calibrate`.
+pub const MIN_THRESHOLD: f32 = 0.2;
 
 /// Whether `threshold` and `margin` can be the rules at all.
 pub fn check_rules(threshold: f32, margin: f32) -> Result<(), BadRules> {

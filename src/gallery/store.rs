@@ -422,18 +422,11 @@ pub fn insert_visit(
     Ok(visit_id)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| GalleryError::Io {
+    crate::files::write_atomically(path, bytes).map_err(|source| GalleryError::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut file = crate::db::private_file(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut file, bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 fn insert_portraits(

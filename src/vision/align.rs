@@ -1,11 +1,13 @@
 //! Face alignment: landmarks → the embedder's input chip.
 
+use std::ops::Range;
+
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::geometry::{BBox, Point};
 use super::landmarks::points;
-use super::manifest::ModelSpec;
+use super::manifest::{Family, ModelSpec};
 use super::preprocess::{normalise_chip, square_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -16,6 +18,20 @@ pub enum AlignmentKind {
     /// dlib's face chip: a least-squares similarity (rotation, scale, shift) taking five
     /// landmarks onto a fixed template, so tilted heads come out upright.
     Similarity,
+    /// The same least-squares similarity onto InsightFace's ArcFace template (eye centres,
+    /// nose tip, mouth corners), which recognizers of that family were trained on.
+    Arcface,
+}
+
+impl AlignmentKind {
+    /// How a model's chip is cut: the manifest's word, else its family's, else `default`.
+    pub fn for_model(spec: &ModelSpec, default: AlignmentKind) -> AlignmentKind {
+        match (spec.alignment, spec.family) {
+            (Some(kind), _) => kind,
+            (None, Family::Arcface112) => AlignmentKind::Arcface,
+            (None, _) => default,
+        }
+    }
 }
 
 /// Writes the aligned, normalised chip for one face into `out` (the embedder's input slot).
@@ -37,9 +53,9 @@ pub fn align_into(
                 None => false,
             }
         }
-        AlignmentKind::Similarity => {
+        AlignmentKind::Similarity | AlignmentKind::Arcface => {
             let size = spec.input_size as usize;
-            let transform = chip_transform(landmarks, size as f32);
+            let transform = chip_transform(landmarks, kind, size as f32);
             let chip = sample_chip(frame, &transform, size);
             normalise_chip(&chip, spec, out);
             true
@@ -79,6 +95,21 @@ const TEMPLATE: [(usize, f32, f32); 5] = [
 ];
 /// The border dlib's `face_recognition` adds around the template (`padding=0.25`).
 const CHIP_PADDING: f32 = 0.25;
+
+/// InsightFace's ArcFace template in pixels of a 112×112 chip: eye centres, nose tip, mouth
+/// corners (image left first), with the landmarks of the 68-point scheme behind each.
+const ARCFACE_TEMPLATE: [(Range<usize>, f32, f32); 5] = [
+    (points::LEFT_EYE, 38.2946, 51.6963),
+    (points::RIGHT_EYE, 73.5318, 51.5014),
+    (points::NOSE_APEX..points::NOSE_APEX + 1, 56.0252, 71.7366),
+    (points::MOUTH_LEFT..points::MOUTH_LEFT + 1, 41.5493, 92.3655),
+    (
+        points::MOUTH_RIGHT..points::MOUTH_RIGHT + 1,
+        70.7299,
+        92.2041,
+    ),
+];
+const ARCFACE_SIZE: f32 = 112.0;
 
 /// chip pixel → frame pixel: `(a·x − b·y + tx, b·x + a·y + ty)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,15 +153,31 @@ impl Similarity {
     }
 }
 
-pub fn chip_transform(landmarks: &[Point], size: f32) -> Similarity {
-    let chip: Vec<Point> = TEMPLATE
-        .iter()
-        .map(|&(_, x, y)| {
-            let s = size / (2.0 * CHIP_PADDING + 1.0);
-            Point::new((CHIP_PADDING + x) * s, (CHIP_PADDING + y) * s)
-        })
-        .collect();
-    let frame: Vec<Point> = TEMPLATE.iter().map(|&(i, _, _)| landmarks[i]).collect();
+/// chip pixel → frame pixel for a `size`-px chip on the template of `kind` (a similarity kind).
+pub fn chip_transform(landmarks: &[Point], kind: AlignmentKind, size: f32) -> Similarity {
+    let (chip, frame): (Vec<Point>, Vec<Point>) = if kind == AlignmentKind::Arcface {
+        let s = size / ARCFACE_SIZE;
+        ARCFACE_TEMPLATE
+            .iter()
+            .map(|(range, x, y)| {
+                (
+                    Point::new(x * s, y * s),
+                    Point::mean(&landmarks[range.clone()]),
+                )
+            })
+            .unzip()
+    } else {
+        let s = size / (2.0 * CHIP_PADDING + 1.0);
+        TEMPLATE
+            .iter()
+            .map(|&(i, x, y)| {
+                (
+                    Point::new((CHIP_PADDING + x) * s, (CHIP_PADDING + y) * s),
+                    landmarks[i],
+                )
+            })
+            .unzip()
+    };
     Similarity::fit(&chip, &frame)
 }
 
@@ -227,7 +274,7 @@ mod tests {
         for &(i, x, y) in &TEMPLATE {
             landmarks[i] = Point::new((CHIP_PADDING + x) * s, (CHIP_PADDING + y) * s);
         }
-        let t = chip_transform(&landmarks, size);
+        let t = chip_transform(&landmarks, AlignmentKind::Similarity, size);
         assert!(
             (t.a - 1.0).abs() < 1e-5 && t.b.abs() < 1e-5 && t.tx.abs() < 1e-3 && t.ty.abs() < 1e-3,
             "{t:?}"
@@ -249,9 +296,29 @@ mod tests {
         for &(i, x, y) in &TEMPLATE {
             landmarks[i] = rot.apply(Point::new((CHIP_PADDING + x) * s, (CHIP_PADDING + y) * s));
         }
-        let t = chip_transform(&landmarks, 150.0);
+        let t = chip_transform(&landmarks, AlignmentKind::Similarity, 150.0);
         assert!((t.b.atan2(t.a) - angle).abs() < 1e-4);
         assert!((t.scale() - 2.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn arcface_template_landmarks_map_onto_the_template_at_any_chip_size() {
+        // Every landmark of a group placed on its template point, in a frame twice the scale:
+        // the 224-px chip maps back with scale 1 (112 · 2 = 224), the 112-px one with 2.
+        let mut landmarks = vec![Point::default(); 68];
+        for (range, x, y) in &ARCFACE_TEMPLATE {
+            for i in range.clone() {
+                landmarks[i] = Point::new(2.0 * x + 10.0, 2.0 * y - 4.0);
+            }
+        }
+        let t = chip_transform(&landmarks, AlignmentKind::Arcface, 224.0);
+        assert!((t.scale() - 1.0).abs() < 1e-4 && t.b.abs() < 1e-5, "{t:?}");
+        assert!(
+            (t.tx - 10.0).abs() < 1e-3 && (t.ty + 4.0).abs() < 1e-3,
+            "{t:?}"
+        );
+        let t = chip_transform(&landmarks, AlignmentKind::Arcface, 112.0);
+        assert!((t.scale() - 2.0).abs() < 1e-4, "{t:?}");
     }
 
     #[test]

@@ -14,18 +14,19 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, batch: usize, input: &[f32]) -> Result<Vec<Embedding>, VisionError>;
 }
 
-/// face-api's ResNet-34-like descriptor net (dlib's `dlib_face_recognition_resnet_model_v1`).
-pub struct DescriptorNet {
+/// Any descriptor net the manifest lists: face-api's ResNet (dlib's
+/// `dlib_face_recognition_resnet_model_v1`), or an ArcFace-class recognizer a store installed.
+pub struct EmbeddingNet {
     model: Model,
 }
 
-impl DescriptorNet {
+impl EmbeddingNet {
     pub fn new(model: Model) -> Self {
         Self { model }
     }
 }
 
-impl Embedder for DescriptorNet {
+impl Embedder for EmbeddingNet {
     fn name(&self) -> &str {
         &self.model.name
     }
@@ -38,14 +39,28 @@ impl Embedder for DescriptorNet {
         if batch == 0 {
             return Ok(Vec::new());
         }
-        let raw = self.model.run(batch, input, |outputs| {
-            let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
-            Ok(values.to_vec())
-        })?;
-        Ok(raw
-            .chunks_exact(raw.len() / batch)
-            .map(l2_normalised)
-            .collect())
+        let per_chip = input.len() / batch;
+        let step = self.model.max_batch.unwrap_or(batch).min(batch);
+        let mut embeddings = Vec::with_capacity(batch);
+        for chips in input.chunks(per_chip * step) {
+            let n = chips.len() / per_chip;
+            let raw = self.model.run(n, chips, |outputs| {
+                let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+                Ok(values.to_vec())
+            })?;
+            let got = raw.len() / n;
+            if let Some(expected) = self.model.spec.dimensions
+                && expected != got
+            {
+                return Err(VisionError::OutputSize {
+                    model: self.model.name.clone(),
+                    expected,
+                    got,
+                });
+            }
+            embeddings.extend(raw.chunks_exact(got).map(l2_normalised));
+        }
+        Ok(embeddings)
     }
 }
 

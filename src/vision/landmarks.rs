@@ -95,7 +95,12 @@ pub mod points {
     pub const LEFT_EYE: Range<usize> = 36..42;
     pub const RIGHT_EYE: Range<usize> = 42..48;
     pub const MOUTH: Range<usize> = 48..68;
+    /// Below the nose, where dlib's 5-point template puts its nose point.
     pub const NOSE_TIP: usize = 33;
+    /// The tip of the nose, ArcFace's nose point.
+    pub const NOSE_APEX: usize = 30;
+    pub const MOUTH_LEFT: usize = 48;
+    pub const MOUTH_RIGHT: usize = 54;
     pub const LEFT_EYE_OUTER: usize = 36;
     pub const LEFT_EYE_INNER: usize = 39;
     pub const RIGHT_EYE_INNER: usize = 42;

@@ -5,16 +5,29 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::VisionError;
+use super::align::AlignmentKind;
 
 pub const MANIFEST_FILE: &str = "models.toml";
+/// Models a store added itself (`greeter models add`): same entries, no `[source]`.
+pub const LOCAL_MANIFEST_FILE: &str = "local-models.toml";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
     pub source: Source,
+    /// further npm packages that some models are converted from
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+    pub models: BTreeMap<String, ModelSpec>,
+}
+
+/// `local-models.toml`: the models a store installed, each with its own licence line.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct LocalManifest {
+    #[serde(default)]
     pub models: BTreeMap<String, ModelSpec>,
 }
 
@@ -27,19 +40,51 @@ pub struct Source {
 }
 
 /// What a network does decides which Rust module runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     /// Outputs `boxes [1,N,4]` (x0,y0,x1,y1 relative to the padded square) and `scores [1,N]`.
     BoxScoreDetector,
     /// Outputs `[N,136]`: 68 (x,y) pairs as fractions of the padded square crop.
     Landmarks68,
-    /// Outputs `[N,D]` face descriptors.
+    /// Outputs `[N,D]` face descriptors from a chip aligned as `vision.alignment` says
+    /// (face-api's descriptor net).
     Embedding,
+    /// Outputs `[N,D]` face descriptors from a chip aligned on the standard ArcFace 5-point
+    /// template (eye centres, nose tip, mouth corners; defined at 112 px, scaled to
+    /// `input_size`): InsightFace-style recognizers.
+    #[serde(rename = "arcface112")]
+    Arcface112,
+}
+
+impl Family {
+    pub fn embeds(self) -> bool {
+        matches!(self, Family::Embedding | Family::Arcface112)
+    }
+}
+
+/// The order of the colour planes a network expects (mean and std are in that order too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channels {
+    #[default]
+    Rgb,
+    /// OpenCV-trained nets (caffe-style preprocessing)
+    Bgr,
+}
+
+impl Channels {
+    /// The input plane that RGB channel `rgb` goes to (a swap is its own inverse).
+    pub fn plane_of(self, rgb: usize) -> usize {
+        match self {
+            Channels::Rgb => rgb,
+            Channels::Bgr => 2 - rgb,
+        }
+    }
 }
 
 /// How a non-square image region becomes the network's square input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Padding {
     /// zeros after the image (bottom/right), as face-api's detectors do
@@ -48,34 +93,47 @@ pub enum Padding {
     Centered,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ModelSpec {
     pub file: String,
     pub sha256: String,
     pub family: Family,
-    /// Input is `[batch, 3, input_size, input_size]`, RGB, NCHW, `(pixel - mean) / std`.
+    /// Input is `[batch, 3, input_size, input_size]`, NCHW, `(pixel - mean) / std`, planes in
+    /// `channels` order.
     pub input_size: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    #[serde(default)]
+    pub channels: Channels,
+    /// Embedders: how the chip is cut (default: the family's, or `vision.alignment`).
+    #[serde(default)]
+    pub alignment: Option<AlignmentKind>,
     pub padding: Padding,
     pub output: String,
     pub licence: String,
     /// Detectors: IoU above which the lower-scored box is suppressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nms_iou: Option<f32>,
     /// Detectors: most boxes kept after NMS.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_detections: Option<usize>,
     /// Embedders: length of the descriptor.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<usize>,
 }
 
 impl Manifest {
+    /// The shipped manifest plus the store's own models, if it added any.
     pub fn load(models_dir: &Path) -> Result<Self, VisionError> {
-        let path = models_dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| VisionError::ModelFile {
-            path: path.clone(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| VisionError::Manifest { path, source })
+        let mut manifest: Manifest = read_toml(&models_dir.join(MANIFEST_FILE))?;
+        let local = LocalManifest::load(models_dir)?;
+        for (name, spec) in local.models {
+            if manifest.models.contains_key(&name) {
+                return Err(VisionError::ShadowedModel { name });
+            }
+            manifest.models.insert(name, spec);
+        }
+        Ok(manifest)
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelSpec, VisionError> {
@@ -86,6 +144,27 @@ impl Manifest {
                 known: self.models.keys().cloned().collect(),
             })
     }
+}
+
+impl LocalManifest {
+    pub fn load(models_dir: &Path) -> Result<Self, VisionError> {
+        let path = models_dir.join(LOCAL_MANIFEST_FILE);
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        read_toml(&path)
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, VisionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VisionError::ModelFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| VisionError::Manifest {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl ModelSpec {
@@ -114,8 +193,30 @@ impl ModelSpec {
         Ok(bytes)
     }
 
+    /// An embedder spec with identity normalisation, for tests of the pixel paths.
+    #[cfg(test)]
+    pub(crate) fn plain(input_size: u32, padding: Padding) -> ModelSpec {
+        ModelSpec {
+            file: String::new(),
+            sha256: String::new(),
+            family: Family::Embedding,
+            input_size,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            channels: Channels::Rgb,
+            alignment: None,
+            padding,
+            output: String::new(),
+            licence: String::new(),
+            nms_iou: None,
+            max_detections: None,
+            dimensions: None,
+        }
+    }
+
     pub fn require_family(&self, name: &str, family: Family) -> Result<(), VisionError> {
-        if self.family == family {
+        // Any embedder family fits an embedder slot: the family only says how to align.
+        if self.family == family || (self.family.embeds() && family.embeds()) {
             Ok(())
         } else {
             Err(VisionError::WrongFamily {

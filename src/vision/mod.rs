@@ -7,7 +7,9 @@ pub mod align;
 pub mod decode;
 pub mod detect;
 pub mod embed;
+pub mod fusion;
 pub mod geometry;
+pub mod install;
 pub mod landmarks;
 pub mod manifest;
 pub mod preprocess;
@@ -24,7 +26,8 @@ use serde::Serialize;
 
 pub use align::AlignmentKind;
 pub use detect::{BoxScoreDetector, Detection, Detector};
-pub use embed::{DescriptorNet, Embedder, Embedding, similarity};
+pub use embed::{Embedder, Embedding, EmbeddingNet, similarity};
+pub use fusion::Mix;
 pub use geometry::{BBox, Point};
 pub use landmarks::{Landmark68Net, Landmarker};
 pub use manifest::{Family, Manifest, ModelSpec};
@@ -45,7 +48,9 @@ pub struct VisionSettings {
     pub models_dir: PathBuf,
     pub detector: String,
     pub landmarks: String,
+    /// one model, or a weighted fusion: `face_recognition*0.7 + faceres*0.3`
     pub embedder: String,
+    /// for embedders whose manifest entry does not say how to cut their chip
     pub alignment: AlignmentKind,
     pub detection_threshold: f32,
     pub retry_padding: f32,
@@ -93,6 +98,18 @@ pub enum VisionError {
         expected: String,
         actual: String,
     },
+    #[error("vision.embedder {text:?}: {why} (write `name` or `name*weight + name*weight`)")]
+    Mix { text: String, why: String },
+    #[error(
+        "model {name:?} is in both models.toml and local-models.toml: give the local one another name"
+    )]
+    ShadowedModel { name: String },
+    #[error("model {model} gave {got} values per face, the manifest says {expected}")]
+    OutputSize {
+        model: String,
+        expected: usize,
+        got: usize,
+    },
     #[error("inference failed in model {model}")]
     Ort {
         model: String,
@@ -101,16 +118,10 @@ pub enum VisionError {
     },
 }
 
-/// The configured embedder's identity (name and checksum) and dimensions, from the manifest
-/// alone: a gallery holds one model's embeddings and checks it without loading any network.
+/// The configured embedders' identity (names, checksums, weights) and fused length, from the
+/// manifest alone: a gallery holds one mix's vectors and checks it without loading any network.
 pub fn embedder_identity(vision: &VisionSettings) -> Result<(String, u32), VisionError> {
-    let manifest = Manifest::load(&vision.models_dir)?;
-    let name = &vision.embedder;
-    let spec = manifest.get(name)?;
-    Ok((
-        format!("{name}@{}", &spec.sha256[..spec.sha256.len().min(16)]),
-        spec.dimensions.unwrap_or(128) as u32,
-    ))
+    Mix::parse(&vision.embedder)?.identity(&Manifest::load(&vision.models_dir)?)
 }
 
 /// The face in `bbox` with half its size around it, as a JPEG of at most `max_side` pixels a
@@ -192,7 +203,10 @@ pub struct PipelineOptions {
 pub struct Pipeline {
     detector: Box<dyn Detector>,
     landmarker: Box<dyn Landmarker>,
-    embedder: Box<dyn Embedder>,
+    /// in the mix's order, each with how its chip is cut; the first one's chip is the one
+    /// whose quality is judged
+    embedders: Vec<(Box<dyn Embedder>, AlignmentKind)>,
+    mix: Mix,
     pub options: PipelineOptions,
 }
 
@@ -201,6 +215,7 @@ impl Pipeline {
     /// `Send + Sync` and meant to be shared.
     pub fn load(vision: &VisionSettings, runtime: &RuntimeSettings) -> Result<Self, VisionError> {
         let manifest = Manifest::load(&vision.models_dir)?;
+        let mix = Mix::parse(&vision.embedder)?;
         let loader = ModelLoader {
             library: &runtime.onnxruntime,
             models_dir: &vision.models_dir,
@@ -214,9 +229,15 @@ impl Pipeline {
             landmarker: Box::new(Landmark68Net::new(
                 loader.load(&vision.landmarks, Family::Landmarks68)?,
             )),
-            embedder: Box::new(DescriptorNet::new(
-                loader.load(&vision.embedder, Family::Embedding)?,
-            )),
+            embedders: mix
+                .names()
+                .map(|name| {
+                    let net = EmbeddingNet::new(loader.load(name, Family::Embedding)?);
+                    let alignment = AlignmentKind::for_model(net.spec(), vision.alignment);
+                    Ok((Box::new(net) as Box<dyn Embedder>, alignment))
+                })
+                .collect::<Result<_, VisionError>>()?,
+            mix,
             options: PipelineOptions {
                 detection_threshold: vision.detection_threshold,
                 retry_padding: vision.retry_padding,
@@ -234,8 +255,13 @@ impl Pipeline {
         self.landmarker.as_ref()
     }
 
+    /// The first of the configured embedders.
     pub fn embedder(&self) -> &dyn Embedder {
-        self.embedder.as_ref()
+        self.embedders[0].0.as_ref()
+    }
+
+    pub fn mix(&self) -> &Mix {
+        &self.mix
     }
 
     /// Every face in the frame, with landmarks, embedding and quality.
@@ -268,34 +294,54 @@ impl Pipeline {
         times.landmarks = started.elapsed();
 
         let started = Instant::now();
-        let spec = self.embedder.spec();
-        let per_face = 3 * (spec.input_size as usize).pow(2);
         let found: Vec<(Detection, Vec<Point>)> = detections
             .into_iter()
             .zip(landmarks)
             .filter_map(|(d, l)| Some((d, l?)))
             .collect();
-        let mut chips = vec![0.0; per_face * found.len()];
+        // one batch of chips per embedder, face i at slot i of each
+        let mut chips: Vec<Vec<f32>> = Vec::with_capacity(self.embedders.len());
         let mut aligned = Vec::with_capacity(found.len());
-        for (detection, points) in found {
-            let chip = &mut chips[per_face * aligned.len()..per_face * (aligned.len() + 1)];
-            if align::align_into(frame, &points, self.options.alignment, spec, chip) {
-                let quality = quality::assess(
-                    &self.options.quality,
-                    &detection.bbox,
-                    detection.score,
-                    &points,
-                    chip,
-                    spec,
-                );
-                aligned.push((detection, points, quality));
+        'faces: for (detection, points) in found {
+            let slot = aligned.len();
+            for (k, (net, alignment)) in self.embedders.iter().enumerate() {
+                let per_face = 3 * (net.spec().input_size as usize).pow(2);
+                if chips.len() == k {
+                    chips.push(Vec::new());
+                }
+                chips[k].resize(per_face * (slot + 1), 0.0);
+                let chip = &mut chips[k][per_face * slot..];
+                if !align::align_into(frame, &points, *alignment, net.spec(), chip) {
+                    continue 'faces;
+                }
             }
+            let (net, _) = &self.embedders[0];
+            let per_face = 3 * (net.spec().input_size as usize).pow(2);
+            let quality = quality::assess(
+                &self.options.quality,
+                &detection.bbox,
+                detection.score,
+                &points,
+                &chips[0][per_face * slot..],
+                net.spec(),
+            );
+            aligned.push((detection, points, quality));
         }
-        chips.truncate(per_face * aligned.len());
         times.align = started.elapsed();
 
         let started = Instant::now();
-        let embeddings = self.embedder.embed(aligned.len(), &chips)?;
+        let mut pieces = Vec::with_capacity(self.embedders.len());
+        for ((net, _), batch) in self.embedders.iter().zip(&mut chips) {
+            let per_face = 3 * (net.spec().input_size as usize).pow(2);
+            batch.truncate(per_face * aligned.len());
+            pieces.push(net.embed(aligned.len(), batch)?);
+        }
+        let embeddings: Vec<Embedding> = (0..aligned.len())
+            .map(|i| {
+                let parts: Vec<&[f32]> = pieces.iter().map(|p| p[i].as_slice()).collect();
+                self.mix.fuse(&parts)
+            })
+            .collect();
         times.embed = started.elapsed();
 
         let (dx, dy) = (-shift.0, -shift.1);

@@ -90,7 +90,9 @@ pub fn square_input(
                 let top = tl[c] + (tr[c] - tl[c]) * dx;
                 let bottom = bl[c] + (br[c] - bl[c]) * dx;
                 let value = top + (bottom - top) * dy;
-                out[c * plane + oy * size + ox] = (value - spec.mean[c]) / spec.std[c];
+                let plane_index = spec.channels.plane_of(c);
+                out[plane_index * plane + oy * size + ox] =
+                    (value - spec.mean[plane_index]) / spec.std[plane_index];
             }
         }
     }
@@ -102,8 +104,9 @@ pub fn square_input(
 pub fn normalise_chip(chip: &[[f32; 3]], spec: &ModelSpec, out: &mut [f32]) {
     let plane = chip.len();
     for (i, rgb) in chip.iter().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (rgb[c] - spec.mean[c]) / spec.std[c];
+        for (c, value) in rgb.iter().enumerate() {
+            let p = spec.channels.plane_of(c);
+            out[p * plane + i] = (value - spec.mean[p]) / spec.std[p];
         }
     }
 }
@@ -111,23 +114,9 @@ pub fn normalise_chip(chip: &[[f32; 3]], spec: &ModelSpec, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::manifest::Family;
 
     fn spec(size: u32, padding: Padding) -> ModelSpec {
-        ModelSpec {
-            file: String::new(),
-            sha256: String::new(),
-            family: Family::Embedding,
-            input_size: size,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            padding,
-            output: String::new(),
-            licence: String::new(),
-            nms_iou: None,
-            max_detections: None,
-            dimensions: None,
-        }
+        ModelSpec::plain(size, padding)
     }
 
     #[test]
@@ -157,6 +146,17 @@ mod tests {
         assert_eq!(&out[0..4], &[0.0, 5.0, 10.0, 15.0]);
         // The last column repeats the edge (no sample beyond the image).
         assert_eq!(out[7], 30.0);
+    }
+
+    #[test]
+    fn bgr_models_get_their_planes_and_means_swapped() {
+        let mut s = spec(1, Padding::Centered);
+        s.channels = crate::vision::manifest::Channels::Bgr;
+        s.mean = [1.0, 2.0, 3.0];
+        let mut out = vec![0.0; 3];
+        normalise_chip(&[[10.0, 20.0, 30.0]], &s, &mut out);
+        // plane 0 is blue (30) minus the first mean
+        assert_eq!(out, vec![29.0, 18.0, 7.0]);
     }
 
     #[test]

@@ -124,23 +124,10 @@ fn laplacian_variance(chip: &[f32], spec: &ModelSpec) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::manifest::{Family, Padding};
+    use crate::vision::manifest::Padding;
 
     fn spec(size: u32) -> ModelSpec {
-        ModelSpec {
-            file: String::new(),
-            sha256: String::new(),
-            family: Family::Embedding,
-            input_size: size,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            padding: Padding::Centered,
-            output: String::new(),
-            licence: String::new(),
-            nms_iou: None,
-            max_detections: None,
-            dimensions: None,
-        }
+        ModelSpec::plain(size, Padding::Centered)
     }
 
     fn face(nose_x: f32) -> Vec<Point> {

@@ -42,6 +42,9 @@ fn environment(library: &Path) -> Result<&'static Environment, VisionError> {
 pub struct Model {
     pub name: String,
     pub spec: ModelSpec,
+    /// Graphs exported with a fixed batch size take that many chips per run (most ArcFace
+    /// exports are fixed at 1); `None`: any batch.
+    pub max_batch: Option<usize>,
     session: Mutex<Session>,
 }
 
@@ -76,9 +79,17 @@ impl ModelLoader<'_> {
             .map_err(|e| ort_err(e.into()))?
             .commit_from_memory(&bytes)
             .map_err(ort_err)?;
+        let max_batch = session
+            .inputs()
+            .first()
+            .and_then(|input| input.dtype().tensor_shape())
+            .and_then(|shape| shape.first().copied())
+            .and_then(|batch| usize::try_from(batch).ok())
+            .filter(|&batch| batch > 0);
         Ok(Model {
             name: name.to_owned(),
             spec,
+            max_batch,
             session: Mutex::new(session),
         })
     }
