@@ -58,8 +58,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     println!(
-        "greeter pipeline bench: {} iterations per input, intra_threads {}, alignment {:?}",
-        iterations, settings.runtime.intra_threads, settings.vision.alignment
+        "greeter pipeline bench: {} iterations per input, intra_threads {}, alignment {:?}, embedder {}",
+        iterations,
+        settings.runtime.intra_threads,
+        settings.vision.alignment,
+        settings.vision.embedder
     );
     for detector in ["ssd_mobilenetv1", "tiny_face_detector"] {
         let mut settings = settings.clone();

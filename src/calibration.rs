@@ -11,6 +11,7 @@ use crate::gallery::{Decision, Gallery, GalleryError, MatchRules};
 use crate::vision::similarity;
 
 /// One person's embeddings (portraits, or photos of a labelled folder).
+#[derive(Clone)]
 pub struct Person {
     pub label: String,
     pub embeddings: Vec<Vec<f32>>,

@@ -87,3 +87,59 @@ fn bad_gallery_requests_are_refused_and_lose_nothing() {
     assert_eq!(customers.len(), 1, "only the one good enrolment is there");
     assert_eq!(customers[0]["portraits"], 1);
 }
+
+/// Two populations: every portrait of the demo photos plus its mirror image (a second photo
+/// of the same person), split into two folders.
+fn two_populations(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let all = root.join("all");
+    make_import_dir(&all);
+    let (a, b) = (root.join("a"), root.join("b"));
+    let mut people: Vec<_> = std::fs::read_dir(&all)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    people.sort();
+    for (i, person) in people.iter().enumerate() {
+        let into = if i % 2 == 0 { &a } else { &b }.join(person.file_name().unwrap());
+        std::fs::create_dir_all(&into).unwrap();
+        let photo = image::open(person.join("portrait.jpg")).unwrap();
+        photo.save(into.join("1.jpg")).unwrap();
+        photo.fliph().save(into.join("2.jpg")).unwrap();
+    }
+    (a, b)
+}
+
+#[test]
+fn eval_and_calibrate_report_each_population_apart() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = two_populations(root.path());
+    let data = tempfile::tempdir().unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let report = ok_json(greeter(
+        data.path(),
+        &["--json", "eval", a, b, "--gallery", "1"],
+    ));
+    let folders = report["folders"].as_array().unwrap();
+    assert_eq!(folders.len(), 2, "{report}");
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    let mut probes = 0;
+    for (folder, dir) in folders.iter().zip([a, b]) {
+        assert_eq!(folder["folder"], dir);
+        // one enrolled photo per person, the mirror image is the probe
+        assert!(n(folder, "probes") > 0 && n(folder, "probes") <= n(folder, "people"));
+        assert_eq!(
+            n(folder, "right") + n(folder, "unknown") + n(folder, "wrong"),
+            n(folder, "probes")
+        );
+        assert!(n(folder, "right") > 0, "nobody named in {folder}");
+        assert_eq!(n(folder, "strangers_probes"), n(folder, "probes"));
+        probes += n(folder, "probes");
+    }
+    assert_eq!(n(&report["total"], "probes"), probes);
+
+    let calibration = ok_json(greeter(data.path(), &["--json", "calibrate", a, b]));
+    let folders = calibration["folders"].as_array().unwrap();
+    assert_eq!(folders.len(), 2);
+    let people: u64 = folders.iter().map(|f| n(&f["calibration"], "people")).sum();
+    assert_eq!(people, n(&calibration, "people"), "{calibration}");
+}

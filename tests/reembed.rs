@@ -72,3 +72,70 @@ fn reembed_recovers_a_gallery_from_another_model() {
         "someone in sample5 was enrolled: {after}"
     );
 }
+
+/// A store moving to a fused recognizer (another net, another vector length): the old
+/// gallery is refused under the new mix until reembed redoes it, then the same people are
+/// named; the vectors now hold both nets' pieces.
+#[test]
+fn reembed_moves_a_gallery_to_a_fused_recognizer() {
+    let photos = tempfile::tempdir().unwrap();
+    make_import_dir(photos.path());
+    let data = tempfile::tempdir().unwrap();
+    ok_json(greeter(
+        data.path(),
+        &[
+            "--json",
+            "import",
+            photos.path().to_str().unwrap(),
+            "--consent",
+            "signed",
+        ],
+    ));
+    let probe = demo_photo("sample5.jpg");
+    let before = ok_json(greeter(
+        data.path(),
+        &["--json", "identify", probe.to_str().unwrap()],
+    ));
+    let mix = ["--embedder", "face_recognition*0.7 + faceres*0.3"];
+    let refused = greeter(
+        data.path(),
+        &[&mix[..], &["identify", probe.to_str().unwrap()]].concat(),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("gallery reembed"));
+
+    ok_json(greeter(
+        data.path(),
+        &[&["--json"], &mix[..], &["gallery", "reembed"]].concat(),
+    ));
+    let after = ok_json(greeter(
+        data.path(),
+        &[
+            &["--json"],
+            &mix[..],
+            &["identify", probe.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    let names = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&after), names(&before));
+    let conn = rusqlite::Connection::open(data.path().join("greeter.sqlite3")).unwrap();
+    let (model, bytes): (String, i64) = conn
+        .query_row(
+            "SELECT (SELECT value FROM meta WHERE key = 'model_id'), length(embedding) FROM portraits LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        model.contains("faceres@") && model.contains("*0.300"),
+        "{model}"
+    );
+    assert_eq!(bytes, 4 * (128 + 1024));
+}

@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::engine::{FaceReader, Photo};
 
 pub struct CalibrateArgs {
-    pub dir: Option<PathBuf>,
+    pub dirs: Vec<PathBuf>,
     pub target: f64,
     pub plot: Option<PathBuf>,
     pub customers: Option<usize>,
@@ -41,14 +41,32 @@ fn labelled_people(faces: &FaceReader, dir: &Path) -> Result<Vec<Person>> {
 
 pub fn calibrate(settings: &Settings, args: CalibrateArgs, out: Output) -> Result<()> {
     let engine = super::gallery::engine(settings)?;
-    let extra = match &args.dir {
-        Some(dir) => labelled_people(&engine.faces, dir)?,
-        None => Vec::new(),
-    };
+    let mut folders = Vec::new();
+    for dir in &args.dirs {
+        folders.push((
+            dir.display().to_string(),
+            labelled_people(&engine.faces, dir)?,
+        ));
+    }
+    let extra: Vec<Person> = folders.iter().flat_map(|(_, p)| p.clone()).collect();
     let labelled = extra.len();
     let c = engine
         .admin
         .calibration(args.target, extra, args.customers)?;
+    // each population alone, for the same gallery size: one mean would hide the one that
+    // matters
+    let per_folder: Vec<Folder> = folders
+        .iter()
+        .map(|(folder, people)| Folder {
+            folder: folder.clone(),
+            calibration: calibration::calibrate(
+                people,
+                &engine.admin.rules(),
+                c.customers,
+                c.target_wrong_name,
+            ),
+        })
+        .collect();
     let enrolled = c.people - labelled;
     if c.people < 2 {
         anyhow::bail!(
@@ -61,7 +79,16 @@ pub fn calibrate(settings: &Settings, args: CalibrateArgs, out: Output) -> Resul
             .with_context(|| format!("cannot write {}", plot.display()))?;
     }
     if out.json {
-        out.print_json(&c);
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            #[serde(flatten)]
+            all: &'a calibration::Calibration,
+            folders: &'a [Folder],
+        }
+        out.print_json(&Report {
+            all: &c,
+            folders: &per_folder,
+        });
         return Ok(());
     }
     println!(
@@ -116,8 +143,34 @@ pub fn calibrate(settings: &Settings, args: CalibrateArgs, out: Output) -> Resul
     for w in &c.warnings {
         println!("warning: {w}");
     }
+    if per_folder.len() > 1 {
+        println!("\nper folder (its people alone):");
+        for f in &per_folder {
+            let c = &f.calibration;
+            println!(
+                "  {}: {} people, EER {}, at the current rules FAR {:.2e} FRR {:.3}, recommended threshold {}",
+                f.folder,
+                c.people,
+                c.eer
+                    .as_ref()
+                    .map(|e| format!("{:.3} at {:.3}", (e.far + e.frr) / 2.0, e.threshold))
+                    .unwrap_or_else(|| "-".into()),
+                c.current.at_threshold.far,
+                c.current.at_threshold.frr,
+                c.recommended_threshold
+                    .map(|t| format!("{t:.3}"))
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
+    }
     if let Some(plot) = &args.plot {
         println!("plot: {}", plot.display());
     }
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Folder {
+    folder: String,
+    calibration: calibration::Calibration,
 }

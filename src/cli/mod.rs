@@ -102,9 +102,10 @@ pub enum Command {
         replay: Option<PathBuf>,
     },
     /// How strict matching should be: score distributions, FAR/FRR, the wrong-name rate per
-    /// stranger for this gallery, from the enrolled customers and optionally DIR/<person>/<photos>
+    /// stranger for this gallery, from the enrolled customers and labelled folders
+    /// DIR/<person>/<photos> (each folder also reported on its own)
     Calibrate {
-        dir: Option<PathBuf>,
+        dirs: Vec<PathBuf>,
         /// acceptable chance that a stranger is greeted by some customer's name
         #[arg(long, default_value_t = 1e-4)]
         target: f64,
@@ -298,14 +299,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Customers { action } => gallery::customers(&settings, action, out),
         Command::Serve { bind, replay } => serve(settings, bind, replay),
         Command::Calibrate {
-            dir,
+            dirs,
             target,
             plot,
             customers,
         } => calibrate::calibrate(
             &settings,
             calibrate::CalibrateArgs {
-                dir,
+                dirs,
                 target,
                 plot,
                 customers,
