@@ -150,8 +150,9 @@ fn startup_bench(portraits: usize) -> (tempfile::TempDir, GallerySettings, Match
     };
     let rules = MatchRules {
         threshold: 0.93,
-        margin: 0.03,
+        margin: 0.01,
         top_k: 20,
+        neighbour_gap: 0.01,
     };
     let per_customer = 100;
     let mut rng = Rng(42);

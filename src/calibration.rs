@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::gallery::matching::{decide, rank_customers};
+use crate::gallery::matching::{beyond_neighbours, decide, rank_customers};
 use crate::gallery::{Decision, Gallery, GalleryError, MatchRules};
 use crate::vision::similarity;
 
@@ -75,7 +75,7 @@ pub struct Current {
     pub probes: usize,
     pub right_name: usize,
     pub below_threshold: usize,
-    /// above the threshold but refused by the margin rule
+    /// above the threshold but refused by the margin rule or the neighbour rule
     pub ambiguous: usize,
     pub wrong_name: usize,
 }
@@ -88,6 +88,27 @@ const RULE_OF_THREE: f64 = 3.0;
 
 fn bin(score: f32) -> usize {
     (((score - BIN_START) / BIN_WIDTH).floor().max(0.0) as usize).min(BINS - 1)
+}
+
+/// The neighbour rule's bar for person `c` as the matcher would see it with the face
+/// `left_out` (person, index) not enrolled: the best score of c's faces against anyone else's.
+fn neighbour_bar(people: &[Person], c: usize, left_out: (usize, usize)) -> Option<f32> {
+    let enrolled = |p: usize| {
+        people[p]
+            .embeddings
+            .iter()
+            .enumerate()
+            .filter(move |&(j, _)| (p, j) != left_out)
+            .map(|(_, e)| e)
+    };
+    enrolled(c)
+        .flat_map(|mine| {
+            (0..people.len())
+                .filter(|&b| b != c)
+                .flat_map(enrolled)
+                .map(move |theirs| similarity(mine, theirs))
+        })
+        .reduce(f32::max)
 }
 
 /// `customers`: the gallery size to estimate the wrong-name rate for (the store's, or more).
@@ -144,7 +165,11 @@ pub fn calibrate(
             }
             if person.embeddings.len() >= 2 {
                 current.probes += 1;
-                match decide(&ranked, rules) {
+                let decision = decide(&ranked, rules);
+                let bar = decision
+                    .customer_id()
+                    .and_then(|c| neighbour_bar(people, c as usize, (a, i)));
+                match beyond_neighbours(decision, bar, rules.neighbour_gap) {
                     Decision::Known { best, .. } if best.customer_id == me => {
                         current.right_name += 1
                     }
@@ -344,6 +369,7 @@ mod tests {
             threshold,
             margin,
             top_k: 10,
+            neighbour_gap: 0.0,
         }
     }
 

@@ -131,6 +131,9 @@ impl Settings {
             self.vision.detection_threshold,
         )?;
         crate::gallery::matching::check_rules(self.matching.threshold, self.matching.margin)
+            .and_then(|()| {
+                crate::gallery::matching::check_neighbour_gap(self.matching.neighbour_gap)
+            })
             .map_err(|bad| ConfigError::OutOfRange(bad.to_string()))?;
         if self.matching.top_k == 0 || self.gallery.max_portraits_per_customer == 0 {
             return Err(ConfigError::OutOfRange(

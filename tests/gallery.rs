@@ -335,3 +335,59 @@ fn crops_that_no_portrait_keeps_are_swept_at_open() {
     left.sort();
     assert_eq!(left, vec![kept]);
 }
+
+/// The neighbour rule through the real gallery: a face that scores above the threshold for a
+/// customer, but not above how much that customer resembles another enrolled customer, is
+/// not named; once the look-alike is erased, it is.
+#[test]
+fn a_customer_with_an_enrolled_look_alike_needs_a_closer_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gallery, _) = open_gallery(dir.path(), |_| {});
+    let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
+    let real = portrait_of(&pipeline, &person_a_crop());
+    // unit vectors in the net's 128 dimensions: x·e1 + y·e2 + z·e3
+    let unit = |x: f32, y: f32, z: f32| {
+        let mut v = vec![0.0f32; 128];
+        (v[0], v[1], v[2]) = (x, y, z);
+        v
+    };
+    let portrait = |embedding: Vec<f32>| {
+        let mut face = real.face.clone();
+        face.embedding = embedding;
+        greeter::gallery::PortraitInput {
+            face,
+            source: "synthetic".into(),
+            crop_jpeg: None,
+        }
+    };
+    let a = gallery
+        .enrol(new_customer("A", vec![portrait(unit(1.0, 0.0, 0.0))]))
+        .unwrap()
+        .customer_id;
+    let look_alike = 0.95f32;
+    let mut b = new_customer(
+        "B",
+        vec![portrait(unit(
+            look_alike,
+            (1.0 - look_alike.powi(2)).sqrt(),
+            0.0,
+        ))],
+    );
+    b.force = true; // it does look like A
+    let b = gallery.enrol(b).unwrap().customer_id;
+
+    // 0.955 against A (above the 0.93 threshold), 0.907 against B (a clear lead)
+    let near = unit(0.955, 0.0, (1.0 - 0.955f32.powi(2)).sqrt());
+    let close = unit(0.99, 0.0, (1.0 - 0.99f32.powi(2)).sqrt());
+    match gallery.identify(&near).unwrap() {
+        Decision::Unknown { reason, best, .. } => {
+            assert_eq!(best.unwrap().customer_id, a);
+            assert!(reason.contains("another customer"), "{reason}");
+        }
+        known => panic!("named despite A's look-alike: {known:?}"),
+    }
+    assert_eq!(gallery.identify(&close).unwrap().customer_id(), Some(a));
+
+    gallery.delete_customer(b, "test").unwrap();
+    assert_eq!(gallery.identify(&near).unwrap().customer_id(), Some(a));
+}

@@ -140,6 +140,8 @@ impl Gallery {
     /// Takes the portraits' owners away (so no search returns them); what was taken, to restore.
     pub(super) fn disown(&self, portraits: &[i64]) -> Vec<(i64, i64)> {
         let mut v = self.vectors.write();
+        // a bar may have come from these faces
+        v.neighbours.changed();
         portraits
             .iter()
             .filter_map(|id| v.owners.remove(id).map(|owner| (*id, owner)))
@@ -147,6 +149,8 @@ impl Gallery {
     }
 
     pub(super) fn restore(&self, owners: Vec<(i64, i64)>) {
-        self.vectors.write().owners.extend(owners);
+        let mut v = self.vectors.write();
+        v.neighbours.changed();
+        v.owners.extend(owners);
     }
 }

@@ -13,6 +13,10 @@ pub struct MatchRules {
     pub margin: f32,
     /// portraits fetched from the index per query
     pub top_k: usize,
+    /// how far a face must score above the customer's closest other customer (the neighbour
+    /// rule, gallery/neighbours.rs); from the config file, like `top_k`
+    #[serde(default)]
+    pub neighbour_gap: f32,
 }
 
 /// Rules that cannot be right whatever the model: the caller's to fix.
@@ -24,12 +28,22 @@ pub enum BadRules {
     Threshold(f32),
     #[error("matching.margin = {0} is not within 0..=1")]
     Margin(f32),
+    #[error("matching.neighbour_gap = {0} is not within 0..=0.5")]
+    NeighbourGap(f32),
 }
 
 /// The lowest threshold any supported net can use: ArcFace-class nets put unrelated faces
 /// near 0 and the same person from about 0.3 (the dlib-style net: 0.83 and 0.93), so below
 /// 0.2 every net names strangers. Each net's own threshold comes from `greeter calibrate`.
 pub const MIN_THRESHOLD: f32 = 0.2;
+
+/// Whether the neighbour rule's gap can be right at all (0: a face only has to beat the bar).
+pub fn check_neighbour_gap(gap: f32) -> Result<(), BadRules> {
+    if !(0.0..=0.5).contains(&gap) {
+        return Err(BadRules::NeighbourGap(gap));
+    }
+    Ok(())
+}
 
 /// Whether `threshold` and `margin` can be the rules at all.
 pub fn check_rules(threshold: f32, margin: f32) -> Result<(), BadRules> {
@@ -126,6 +140,27 @@ pub fn decide(ranked: &[Candidate], rules: &MatchRules) -> Decision {
     }
 }
 
+/// The neighbour rule on a decision: a known face must score `gap` above `bar`, the best
+/// score of that customer's portraits against another customer's.
+pub fn beyond_neighbours(decision: Decision, bar: Option<f32>, gap: f32) -> Decision {
+    match (decision, bar) {
+        (Decision::Known { best, runner_up }, Some(bar)) if best.score < bar + gap => {
+            Decision::Unknown {
+                reason: format!(
+                    "customer {} scores {:.3}, but their portraits score {:.3} with another customer's (needs {:.3})",
+                    best.customer_id,
+                    best.score,
+                    bar,
+                    bar + gap
+                ),
+                best: Some(best),
+                runner_up,
+            }
+        }
+        (decision, _) => decision,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +170,7 @@ mod tests {
             threshold: 0.9,
             margin: 0.05,
             top_k: 10,
+            neighbour_gap: 0.01,
         }
     }
 
@@ -199,6 +235,26 @@ mod tests {
                 Decision::Unknown { reason, .. } => assert!(reason.contains(why), "{reason}"),
                 known => panic!("expected unknown, got {known:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_face_must_beat_the_customers_closest_neighbour() {
+        let known = || Decision::Known {
+            best: Candidate {
+                customer_id: 1,
+                score: 0.95,
+            },
+            runner_up: None,
+        };
+        assert_eq!(beyond_neighbours(known(), None, 0.01), known());
+        assert_eq!(beyond_neighbours(known(), Some(0.93), 0.01), known());
+        match beyond_neighbours(known(), Some(0.945), 0.01) {
+            Decision::Unknown { reason, best, .. } => {
+                assert!(reason.contains("another customer"), "{reason}");
+                assert_eq!(best.unwrap().customer_id, 1);
+            }
+            known => panic!("expected unknown, got {known:?}"),
         }
     }
 }

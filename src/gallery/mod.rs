@@ -5,6 +5,7 @@ mod enrolment;
 mod erasure;
 pub mod index;
 pub mod matching;
+mod neighbours;
 mod reembed;
 pub mod store;
 
@@ -27,6 +28,7 @@ pub use enrolment::{
 pub use erasure::{Export, Purged};
 use index::{IndexMeta, VectorIndex};
 pub use matching::{Candidate, Decision, MatchRules};
+use neighbours::Neighbours;
 pub use reembed::reembed;
 pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store};
 
@@ -94,6 +96,7 @@ struct Vectors {
     index: VectorIndex,
     /// customer id of each indexed portrait id; a portrait without an owner is never returned
     owners: HashMap<i64, i64>,
+    neighbours: Neighbours,
 }
 
 /// Three locks, always taken in this order: `store` (the one writer at a time, and every row
@@ -126,7 +129,12 @@ impl Gallery {
     ) -> Result<(Self, OpenReport), GalleryError> {
         index::set_search_threads(settings.search_threads);
         let store = Store::open(&settings.data_dir, model_id)?;
-        let owners = store.portrait_owners()?;
+        let portraits = store.all_portraits()?;
+        let owners: HashMap<i64, i64> = portraits.iter().map(|p| (p.id, p.customer_id)).collect();
+        let mut neighbours = Neighbours::default();
+        for p in &portraits {
+            neighbours.added(p.customer_id, &[p.id], std::slice::from_ref(&p.embedding));
+        }
         let expected = IndexMeta {
             change_counter: store.change_counter()?,
             model_id: model_id.to_owned(),
@@ -147,7 +155,6 @@ impl Gallery {
                     tracing::warn!(%reason, portraits = owners.len(), "rebuilding the vector index from the store");
                 }
                 let mut index = VectorIndex::new(dimensions, &settings.index_factory)?;
-                let portraits = store.all_portraits()?;
                 let ids: Vec<i64> = portraits.iter().map(|p| p.id).collect();
                 let vectors: Vec<f32> = portraits
                     .iter()
@@ -173,6 +180,7 @@ impl Gallery {
                 );
                 MatchRules {
                     top_k: rules.top_k,
+                    neighbour_gap: rules.neighbour_gap,
                     ..saved
                 }
             }
@@ -181,7 +189,11 @@ impl Gallery {
         let gallery = Gallery {
             stored: AtomicU64::new(owners.len() as u64),
             store: Mutex::new(store),
-            vectors: RwLock::new(Vectors { index, owners }),
+            vectors: RwLock::new(Vectors {
+                index,
+                owners,
+                neighbours,
+            }),
             rules: RwLock::new(rules),
             unsaved: AtomicBool::new(false),
             saving: Mutex::new(()),
@@ -233,8 +245,24 @@ impl Gallery {
 
     pub fn identify(&self, embedding: &[f32]) -> Result<Decision, GalleryError> {
         let rules = self.rules();
-        let ranked = self.ranked(embedding, rules.top_k)?;
-        Ok(matching::decide(&ranked, &rules))
+        let vectors = self.vectors.read();
+        let hits = vectors.index.search(embedding, rules.top_k)?;
+        let owner_of = |p: i64| vectors.owners.get(&p).copied();
+        let ranked = matching::rank_customers(&hits, owner_of);
+        let decision = matching::decide(&ranked, &rules);
+        let Some(customer) = decision.customer_id() else {
+            return Ok(decision);
+        };
+        let bar = vectors.neighbours.bar(
+            customer,
+            |query, k| vectors.index.search(query, k),
+            owner_of,
+        )?;
+        Ok(matching::beyond_neighbours(
+            decision,
+            bar,
+            rules.neighbour_gap,
+        ))
     }
 
     /// Best score per customer among the `k` nearest portraits, best first.
@@ -341,7 +369,7 @@ impl Gallery {
         let new = MatchRules {
             threshold,
             margin,
-            top_k: old.top_k,
+            ..old.clone()
         };
         store.save_matching_rules(&old, &new, who)?;
         *self.rules.write() = new;
@@ -389,6 +417,7 @@ impl Gallery {
         let mut v = self.vectors.write();
         v.index.add(ids, &vectors.concat())?;
         v.owners.extend(ids.iter().map(|&id| (id, customer_id)));
+        v.neighbours.added(customer_id, ids, vectors);
         self.stored.fetch_add(ids.len() as u64, Ordering::Relaxed);
         self.unsaved.store(true, Ordering::Release);
         Ok(())
@@ -399,6 +428,7 @@ impl Gallery {
         for id in ids {
             v.owners.remove(id);
         }
+        v.neighbours.removed(ids);
         self.stored.fetch_sub(ids.len() as u64, Ordering::Relaxed);
         self.unsaved.store(true, Ordering::Release);
         v.index.remove(ids)

@@ -373,13 +373,6 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-
-    /// customer id of each portrait id
-    pub fn portrait_owners(&self) -> Result<std::collections::HashMap<i64, i64>, GalleryError> {
-        let mut stmt = self.conn.prepare("SELECT id, customer_id FROM portraits")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 /// Records who changed what in the caller's transaction: it commits with the change or not at
