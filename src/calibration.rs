@@ -195,7 +195,13 @@ pub fn calibrate(
             wrong_name: 1.0 - (1.0 - far).powf(customers as f64),
         }
     };
-    let curve: Vec<Point> = (0..=100).map(|i| point(0.5 + i as f32 * 0.005)).collect();
+    // from the lowest threshold any supported net can use (ArcFace-class nets decide near
+    // 0.3–0.5, the dlib-style one near 0.93) to 1, in steps of 0.005
+    let lowest = crate::gallery::matching::MIN_THRESHOLD;
+    let steps = ((1.0 - lowest) / 0.005).round() as usize;
+    let curve: Vec<Point> = (0..=steps)
+        .map(|i| point(lowest + i as f32 * 0.005))
+        .collect();
     let eer = (!genuine.is_empty() && !impostor.is_empty())
         .then(|| {
             curve

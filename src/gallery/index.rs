@@ -160,28 +160,41 @@ impl VectorIndex {
     /// The `k` nearest portraits: (portrait id, similarity), best first. Takes `&self`: any
     /// number of searches may run at once (the gallery holds the index under a read lock).
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(i64, f32)>, GalleryError> {
-        if self.index.ntotal() == 0 || k == 0 {
-            return Ok(Vec::new());
-        }
-        if query.len() != self.dimensions as usize {
+        Ok(self.search_many(query, k)?.pop().unwrap_or_default())
+    }
+
+    /// `search` for several queries (`queries` holds them one after another) in one pass over
+    /// the vectors, which costs little more than one query.
+    pub fn search_many(
+        &self,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<(i64, f32)>>, GalleryError> {
+        let dimensions = self.dimensions as usize;
+        if queries.is_empty() || !queries.len().is_multiple_of(dimensions) {
             return Err(GalleryError::Dimensions {
-                expected: self.dimensions as usize,
-                got: query.len(),
+                expected: dimensions,
+                got: queries.len(),
             });
         }
+        let n = queries.len() / dimensions;
+        if self.index.ntotal() == 0 || k == 0 {
+            return Ok(vec![Vec::new(); n]);
+        }
         let fetch = (k + self.tombstones.len()).min(self.index.ntotal() as usize);
-        let mut scores = vec![0f32; fetch];
-        let mut labels = vec![-1i64; fetch];
+        let mut scores = vec![0f32; fetch * n];
+        let mut labels = vec![-1i64; fetch * n];
         apply_search_threads();
         // SAFETY: the faiss crate's `IndexImpl::search` needs `&mut` only because an index
         // could live on a GPU; ours is always a CPU index (made by `index_factory` or
         // `read_index` here), whose search is const and documented safe to run concurrently.
-        // One query of `dimensions` floats in, `fetch` scores and labels out, as sized above.
+        // `n` queries of `dimensions` floats in, `fetch` scores and labels each out, as sized
+        // above.
         let code = unsafe {
             faiss_sys::faiss_Index_search(
                 self.index.inner_ptr(),
-                1,
-                query.as_ptr(),
+                n as faiss_sys::idx_t,
+                queries.as_ptr(),
                 fetch as faiss_sys::idx_t,
                 scores.as_mut_ptr(),
                 labels.as_mut_ptr(),
@@ -191,10 +204,17 @@ impl VectorIndex {
             return Err(last_faiss_error(code));
         }
         Ok(labels
-            .into_iter()
-            .zip(scores)
-            .filter(|&(id, _)| id >= 0 && !self.tombstones.contains(&id))
-            .take(k)
+            .chunks_exact(fetch)
+            .zip(scores.chunks_exact(fetch))
+            .map(|(labels, scores)| {
+                labels
+                    .iter()
+                    .copied()
+                    .zip(scores.iter().copied())
+                    .filter(|&(id, _)| id >= 0 && !self.tombstones.contains(&id))
+                    .take(k)
+                    .collect()
+            })
             .collect())
     }
 
@@ -312,6 +332,26 @@ mod tests {
 
     fn unit(v: &[f32]) -> Vec<f32> {
         crate::vision::embed::l2_normalised(v)
+    }
+
+    #[test]
+    fn several_queries_at_once_answer_as_one_at_a_time() {
+        let mut index = VectorIndex::new(2, "IDMap,Flat").unwrap();
+        let vectors = [unit(&[1.0, 0.0]), unit(&[1.0, 1.0]), unit(&[0.0, 1.0])];
+        index.add(&[1, 2, 3], &vectors.concat()).unwrap();
+        let queries = [unit(&[1.0, 0.2]), unit(&[0.1, 1.0])];
+        let together = index.search_many(&queries.concat(), 2).unwrap();
+        let alone: Vec<_> = queries
+            .iter()
+            .map(|q| index.search(q, 2).unwrap())
+            .collect();
+        assert_eq!(together, alone);
+        assert_eq!(together[0][0].0, 1);
+        assert_eq!(together[1][0].0, 3);
+        assert!(
+            index.search_many(&[1.0, 0.0, 0.5], 2).is_err(),
+            "not whole queries"
+        );
     }
 
     #[test]

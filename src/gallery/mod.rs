@@ -255,7 +255,7 @@ impl Gallery {
         };
         let bar = vectors.neighbours.bar(
             customer,
-            |query, k| vectors.index.search(query, k),
+            |queries, k| vectors.index.search_many(queries, k),
             owner_of,
         )?;
         Ok(matching::beyond_neighbours(
