@@ -52,9 +52,9 @@ try {
   });
   await step("move the threshold and save", async () => {
     await page.click("button[data-tab=threshold]");
-    // drag the threshold line on the plot from where it is to 0.95 (x axis: 0.5 → 1 over 40 → 700 px)
+    // drag the threshold line on the plot from where it is to 0.95 (x axis: 0.2 → 1 over 40 → 700 px)
     const plot = await page.locator("#cal-plot").boundingBox();
-    const at = (score) => plot.x + 40 + (score - 0.5) / 0.5 * 660;
+    const at = (score) => plot.x + 40 + (score - 0.2) / 0.8 * 660;
     const line = Number(await page.getAttribute("#threshold-line", "x1"));
     if (Math.abs(plot.x + line - at(0.93)) > 1) throw new Error(`the line is not at the current threshold: ${line}`);
     await page.mouse.move(at(0.93), plot.y + 120);
