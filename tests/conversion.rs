@@ -16,6 +16,20 @@ fn whole(image: &image::RgbImage) -> BBox {
     }
 }
 
+/// The whole image as the network's input (a fixture crop already is the net's input region).
+fn net_input(image: &image::RgbImage, spec: &greeter::vision::ModelSpec) -> Vec<f32> {
+    let size = spec.input_size as usize;
+    let mut input = vec![0.0; 3 * size * size];
+    let region = PixelRegion {
+        x: 0,
+        y: 0,
+        width: image.width(),
+        height: image.height(),
+    };
+    square_input(image, region, spec, &mut input);
+    input
+}
+
 #[test]
 fn descriptor_net_matches_faceapi_on_identical_crops() {
     let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::FaceApi);
@@ -24,15 +38,7 @@ fn descriptor_net_matches_faceapi_on_identical_crops() {
     assert!(!reference.crops.is_empty());
     for crop in &reference.crops {
         let image = load_png(&fixtures().join(&crop.descriptor_crop));
-        let size = embedder.spec().input_size as usize;
-        let mut input = vec![0.0; 3 * size * size];
-        let region = PixelRegion {
-            x: 0,
-            y: 0,
-            width: image.width(),
-            height: image.height(),
-        };
-        square_input(&image, region, embedder.spec(), &mut input);
+        let input = net_input(&image, embedder.spec());
         let embedding = &embedder.embed(1, &input).unwrap()[0];
         let cos = cosine(embedding, &crop.descriptor);
         assert!(cos >= 0.9999, "{}: cosine {cos}", crop.descriptor_crop);
@@ -170,16 +176,9 @@ fn faceres_matches_tfjs_on_identical_chips() {
     let mut embeddings = Vec::new();
     for chip in &reference.chips {
         let image = load_png(&dir.join(&chip.file));
-        let size = embedder.spec().input_size as usize;
-        assert_eq!((image.width(), image.height()), (size as u32, size as u32));
-        let mut input = vec![0.0; 3 * size * size];
-        let region = PixelRegion {
-            x: 0,
-            y: 0,
-            width: image.width(),
-            height: image.height(),
-        };
-        square_input(&image, region, embedder.spec(), &mut input);
+        let size = embedder.spec().input_size;
+        assert_eq!((image.width(), image.height()), (size, size));
+        let input = net_input(&image, embedder.spec());
         let embedding = embedder.embed(1, &input).unwrap().remove(0);
         assert_eq!(embedding.len(), chip.descriptor.len());
         let cos = cosine(&embedding, &chip.descriptor);

@@ -16,8 +16,9 @@ fn greeter(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn reembed_recovers_a_gallery_from_another_model() {
+/// A data dir with the demo photos' faces imported as customers: the import summary, and who
+/// `identify` finds in sample5.jpg.
+fn imported_gallery() -> (tempfile::TempDir, serde_json::Value, serde_json::Value) {
     let photos = tempfile::tempdir().unwrap();
     make_import_dir(photos.path());
     let data = tempfile::tempdir().unwrap();
@@ -37,6 +38,23 @@ fn reembed_recovers_a_gallery_from_another_model() {
         data.path(),
         &["--json", "identify", probe.to_str().unwrap()],
     ));
+    (data, summary, before)
+}
+
+/// The name given to each face of an `identify --json` answer.
+fn names(identified: &serde_json::Value) -> Vec<serde_json::Value> {
+    identified
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].clone())
+        .collect()
+}
+
+#[test]
+fn reembed_recovers_a_gallery_from_another_model() {
+    let (data, summary, before) = imported_gallery();
+    let probe = demo_photo("sample5.jpg");
 
     // Pretend the embeddings came from an older model.
     let conn = rusqlite::Connection::open(data.path().join("greeter.sqlite3")).unwrap();
@@ -59,13 +77,6 @@ fn reembed_recovers_a_gallery_from_another_model() {
         data.path(),
         &["--json", "identify", probe.to_str().unwrap()],
     ));
-    let names = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].clone())
-            .collect::<Vec<_>>()
-    };
     assert_eq!(names(&after), names(&before));
     assert!(
         names(&after).iter().any(|n| !n.is_null()),
@@ -78,24 +89,8 @@ fn reembed_recovers_a_gallery_from_another_model() {
 /// named; the vectors now hold both nets' pieces.
 #[test]
 fn reembed_moves_a_gallery_to_a_fused_recognizer() {
-    let photos = tempfile::tempdir().unwrap();
-    make_import_dir(photos.path());
-    let data = tempfile::tempdir().unwrap();
-    ok_json(greeter(
-        data.path(),
-        &[
-            "--json",
-            "import",
-            photos.path().to_str().unwrap(),
-            "--consent",
-            "signed",
-        ],
-    ));
+    let (data, _, before) = imported_gallery();
     let probe = demo_photo("sample5.jpg");
-    let before = ok_json(greeter(
-        data.path(),
-        &["--json", "identify", probe.to_str().unwrap()],
-    ));
     let mix = ["--embedder", "face_recognition*0.7 + faceres*0.3"];
     let refused = greeter(
         data.path(),
@@ -117,13 +112,6 @@ fn reembed_moves_a_gallery_to_a_fused_recognizer() {
         ]
         .concat(),
     ));
-    let names = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].clone())
-            .collect::<Vec<_>>()
-    };
     assert_eq!(names(&after), names(&before));
     let conn = rusqlite::Connection::open(data.path().join("greeter.sqlite3")).unwrap();
     let (model, bytes): (String, i64) = conn

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{ModelsAction, Output};
 use crate::config::Settings;
 use crate::vision::install::{NewModel, install};
-use crate::vision::manifest::{LocalManifest, Manifest};
+use crate::vision::manifest::{Channels, LocalManifest, Manifest};
 use crate::vision::{Family, Mix};
 
 pub fn run(settings: &Settings, action: ModelsAction, out: Output) -> Result<()> {
@@ -30,11 +30,7 @@ pub fn run(settings: &Settings, action: ModelsAction, out: Output) -> Result<()>
                 input_size,
                 mean: three(&mean)?,
                 std: three(&std)?,
-                channels: if bgr {
-                    crate::vision::manifest::Channels::Bgr
-                } else {
-                    crate::vision::manifest::Channels::Rgb
-                },
+                channels: if bgr { Channels::Bgr } else { Channels::Rgb },
                 licence,
             };
             add(settings, &file, new, out)

@@ -25,6 +25,22 @@ pub struct Counts {
     pub strangers_wrong: usize,
 }
 
+impl Counts {
+    fn plus(self, c: &Counts) -> Counts {
+        Counts {
+            people: self.people + c.people,
+            enrolled_portraits: self.enrolled_portraits + c.enrolled_portraits,
+            faces_not_found: self.faces_not_found + c.faces_not_found,
+            probes: self.probes + c.probes,
+            right: self.right + c.right,
+            wrong: self.wrong + c.wrong,
+            unknown: self.unknown + c.unknown,
+            strangers_probes: self.strangers_probes + c.strangers_probes,
+            strangers_wrong: self.strangers_wrong + c.strangers_wrong,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Population {
     pub folder: String,
@@ -114,18 +130,7 @@ pub fn run(
             .collect();
         enrol(gallery, &name, portraits)?;
     }
-    let mut total = Counts::default();
-    for c in &counts {
-        total.people += c.people;
-        total.enrolled_portraits += c.enrolled_portraits;
-        total.faces_not_found += c.faces_not_found;
-        total.probes += c.probes;
-        total.right += c.right;
-        total.wrong += c.wrong;
-        total.unknown += c.unknown;
-        total.strangers_probes += c.strangers_probes;
-        total.strangers_wrong += c.strangers_wrong;
-    }
+    let total = counts.iter().fold(Counts::default(), |sum, c| sum.plus(c));
     Ok(OpenSetReport {
         per_person,
         folders: folders

@@ -182,7 +182,7 @@ impl Gallery {
                 });
             }
             if !force {
-                let ranked = self.ranked(&p.face.embedding, rules.top_k)?;
+                let ranked = self.vectors.read().ranked(&p.face.embedding, rules.top_k)?;
                 if let Some(other) = ranked
                     .iter()
                     .find(|c| Some(c.customer_id) != owner && c.score >= rules.threshold)

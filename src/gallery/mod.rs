@@ -99,6 +99,16 @@ struct Vectors {
     neighbours: Neighbours,
 }
 
+impl Vectors {
+    /// Best score per customer among the `k` nearest portraits, best first.
+    fn ranked(&self, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {
+        let hits = self.index.search(embedding, k)?;
+        Ok(matching::rank_customers(&hits, |p| {
+            self.owners.get(&p).copied()
+        }))
+    }
+}
+
 /// Three locks, always taken in this order: `store` (the one writer at a time, and every row
 /// read), then `vectors`, read-locked by every search (searches run side by side) and
 /// write-locked only to add or remove a few vectors. `rules` is read on every match and written
@@ -246,32 +256,20 @@ impl Gallery {
     pub fn identify(&self, embedding: &[f32]) -> Result<Decision, GalleryError> {
         let rules = self.rules();
         let vectors = self.vectors.read();
-        let hits = vectors.index.search(embedding, rules.top_k)?;
-        let owner_of = |p: i64| vectors.owners.get(&p).copied();
-        let ranked = matching::rank_customers(&hits, owner_of);
-        let decision = matching::decide(&ranked, &rules);
+        let decision = matching::decide(&vectors.ranked(embedding, rules.top_k)?, &rules);
         let Some(customer) = decision.customer_id() else {
             return Ok(decision);
         };
         let bar = vectors.neighbours.bar(
             customer,
             |queries, k| vectors.index.search_many(queries, k),
-            owner_of,
+            |p| vectors.owners.get(&p).copied(),
         )?;
         Ok(matching::beyond_neighbours(
             decision,
             bar,
             rules.neighbour_gap,
         ))
-    }
-
-    /// Best score per customer among the `k` nearest portraits, best first.
-    fn ranked(&self, embedding: &[f32], k: usize) -> Result<Vec<Candidate>, GalleryError> {
-        let vectors = self.vectors.read();
-        let hits = vectors.index.search(embedding, k)?;
-        Ok(matching::rank_customers(&hits, |p| {
-            vectors.owners.get(&p).copied()
-        }))
     }
 
     /// Enrols a new customer with consent and at least one good portrait, atomically.

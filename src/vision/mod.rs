@@ -300,30 +300,31 @@ impl Pipeline {
             .filter_map(|(d, l)| Some((d, l?)))
             .collect();
         // one batch of chips per embedder, face i at slot i of each
-        let mut chips: Vec<Vec<f32>> = Vec::with_capacity(self.embedders.len());
+        let per_face: Vec<usize> = self
+            .embedders
+            .iter()
+            .map(|(net, _)| 3 * (net.spec().input_size as usize).pow(2))
+            .collect();
+        let mut chips: Vec<Vec<f32>> = vec![Vec::new(); self.embedders.len()];
         let mut aligned = Vec::with_capacity(found.len());
         'faces: for (detection, points) in found {
             let slot = aligned.len();
-            for (k, (net, alignment)) in self.embedders.iter().enumerate() {
-                let per_face = 3 * (net.spec().input_size as usize).pow(2);
-                if chips.len() == k {
-                    chips.push(Vec::new());
-                }
-                chips[k].resize(per_face * (slot + 1), 0.0);
-                let chip = &mut chips[k][per_face * slot..];
+            for (((net, alignment), batch), &n) in
+                self.embedders.iter().zip(&mut chips).zip(&per_face)
+            {
+                batch.resize(n * (slot + 1), 0.0);
+                let chip = &mut batch[n * slot..];
                 if !align::align_into(frame, &points, *alignment, net.spec(), chip) {
                     continue 'faces;
                 }
             }
-            let (net, _) = &self.embedders[0];
-            let per_face = 3 * (net.spec().input_size as usize).pow(2);
             let quality = quality::assess(
                 &self.options.quality,
                 &detection.bbox,
                 detection.score,
                 &points,
-                &chips[0][per_face * slot..],
-                net.spec(),
+                &chips[0][per_face[0] * slot..],
+                self.embedders[0].0.spec(),
             );
             aligned.push((detection, points, quality));
         }
@@ -331,9 +332,8 @@ impl Pipeline {
 
         let started = Instant::now();
         let mut pieces = Vec::with_capacity(self.embedders.len());
-        for ((net, _), batch) in self.embedders.iter().zip(&mut chips) {
-            let per_face = 3 * (net.spec().input_size as usize).pow(2);
-            batch.truncate(per_face * aligned.len());
+        for (((net, _), batch), &n) in self.embedders.iter().zip(&mut chips).zip(&per_face) {
+            batch.truncate(n * aligned.len());
             pieces.push(net.embed(aligned.len(), batch)?);
         }
         let embeddings: Vec<Embedding> = (0..aligned.len())

@@ -7,9 +7,7 @@
 // usage: node faceapi_reference.js FACEAPI_PACKAGE_DIR OUT_DIR
 const fs = require('fs');
 const path = require('path');
-const image = require('@canvas/image');
 const tf = require('@tensorflow/tfjs');
-const wasm = require('@tensorflow/tfjs-backend-wasm');
 const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
 
 const [packageDir, outDir] = process.argv.slice(2);
@@ -20,17 +18,7 @@ if (!packageDir || !outDir) {
 const CROP_FACES = 3; // how many faces keep exact input crops (the smallest, to keep fixtures small)
 const TIMING_RUNS = 5;
 
-async function readImage(file) {
-  const canvas = await image.imageFromBuffer(fs.readFileSync(file));
-  const rgba = image.getImageData(canvas).data;
-  const rgb = new Int32Array((rgba.length / 4) * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
-  }
-  return tf.tensor3d(rgb, [canvas.height, canvas.width, 3], 'int32');
-}
-
-const { encodePng } = require('./png');
+const { encodePng, readImage, useWasm } = require('./common');
 
 async function saveCrop(imageTensor, rect, file) {
   const [crop] = await faceapi.extractFaceTensors(imageTensor, [rect]);
@@ -58,8 +46,7 @@ async function timeIt(fn) {
 }
 
 async function main() {
-  wasm.setWasmPaths(`${path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'))}/`, false);
-  await tf.setBackend('wasm');
+  await useWasm();
   await tf.ready();
   const modelDir = path.join(packageDir, 'model');
   await faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDir);

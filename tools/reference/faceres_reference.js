@@ -8,10 +8,8 @@
 // usage: node faceres_reference.js HUMAN_MODELS_DIR FACEAPI_PACKAGE_DIR OUT_DIR
 const fs = require('fs');
 const path = require('path');
-const image = require('@canvas/image');
 const tf = require('@tensorflow/tfjs');
-const wasm = require('@tensorflow/tfjs-backend-wasm');
-const { encodePng } = require('./png');
+const { encodePng, readImage, useWasm } = require('./common');
 
 const [modelsDir, faceapiDir, outDir] = process.argv.slice(2);
 if (!modelsDir || !faceapiDir || !outDir) {
@@ -22,16 +20,6 @@ const SIZE = 224;
 const MEANS_BGR = [103.939, 116.779, 123.68];
 // demo photos whose first SSD face (from the face-api fixtures) gives a chip
 const FACES = ['sample1.jpg', 'sample2.jpg', 'sample6.jpg'];
-
-async function readImage(file) {
-  const canvas = await image.imageFromBuffer(fs.readFileSync(file));
-  const rgba = image.getImageData(canvas).data;
-  const rgb = new Int32Array((rgba.length / 4) * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
-  }
-  return tf.tensor3d(rgb, [canvas.height, canvas.width, 3], 'int32');
-}
 
 function loadModel() {
   const json = JSON.parse(fs.readFileSync(path.join(modelsDir, 'faceres.json')));
@@ -45,8 +33,7 @@ function loadModel() {
 }
 
 async function main() {
-  wasm.setWasmPaths(`${path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'))}/`, false);
-  await tf.setBackend('wasm');
+  await useWasm();
   const model = await loadModel();
   const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '../../tests/fixtures/faceapi/reference.json')));
   fs.mkdirSync(path.join(outDir, 'chips'), { recursive: true });

@@ -1,4 +1,26 @@
+// What both reference scripts need: TF.js on its wasm backend (offline), photos decoded the
+// way face-api's own node demo does (@canvas/image, libjpeg-turbo), and PNGs for fixtures.
+const fs = require('fs');
+const path = require('path');
 const zlib = require('zlib');
+const image = require('@canvas/image');
+const tf = require('@tensorflow/tfjs');
+const wasm = require('@tensorflow/tfjs-backend-wasm');
+
+async function useWasm() {
+  wasm.setWasmPaths(`${path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'))}/`, false);
+  await tf.setBackend('wasm');
+}
+
+async function readImage(file) {
+  const canvas = await image.imageFromBuffer(fs.readFileSync(file));
+  const rgba = image.getImageData(canvas).data;
+  const rgb = new Int32Array((rgba.length / 4) * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
+  }
+  return tf.tensor3d(rgb, [canvas.height, canvas.width, 3], 'int32');
+}
 
 // A minimal PNG encoder (8-bit RGB), so the crops need no extra npm package.
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -30,4 +52,4 @@ function encodePng(pixels, width, height) {
     chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
-module.exports = { encodePng };
+module.exports = { encodePng, readImage, useWasm };
