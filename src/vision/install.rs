@@ -44,17 +44,18 @@ pub enum InstallError {
     BadName(String),
     #[error("a model named {0:?} is already installed")]
     Exists(String),
-    #[error("only embedders can be added (family embedding or arcface112), not {0:?}")]
+    #[error("only embedders can be added (family embedding or arcface112), not {0}")]
     NotAnEmbedder(Family),
     #[error("std must be non-zero")]
     ZeroStd,
-    #[error("cannot read or write {path}")]
+    #[error("cannot {action} {path}")]
     Io {
+        action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("the model does not run as a {family:?} with {size}x{size} input")]
+    #[error("the model does not run as an embedder of family {family} with {size}x{size} input")]
     DoesNotRun {
         family: Family,
         size: u32,
@@ -91,11 +92,15 @@ pub fn install(
     if manifest.models.contains_key(&new.name) {
         return Err(InstallError::Exists(new.name));
     }
-    let io = |path: &Path| {
+    let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
-        move |source| InstallError::Io { path, source }
+        move |source| InstallError::Io {
+            action,
+            path,
+            source,
+        }
     };
-    let bytes = std::fs::read(source).map_err(io(source))?;
+    let bytes = std::fs::read(source).map_err(io("read", source))?;
     let mut spec = ModelSpec {
         file: format!("{}.onnx", new.name),
         sha256: hex::encode(Sha256::digest(&bytes)),
@@ -113,7 +118,7 @@ pub fn install(
         dimensions: None,
     };
     let target = models_dir.join(&spec.file);
-    crate::files::write_atomically(&target, &bytes).map_err(io(&target))?;
+    crate::files::write_atomically(&target, &bytes).map_err(io("write", &target))?;
     let checked = check(models_dir, runtime, &mut manifest, &new.name, &spec);
     let (dimensions, fixed_batch, ms_per_face) = match checked {
         Ok(found) => found,
@@ -127,7 +132,7 @@ pub fn install(
     local.models.insert(new.name.clone(), spec.clone());
     let text = toml::to_string_pretty(&local).map_err(InstallError::Manifest)?;
     let path = models_dir.join(LOCAL_MANIFEST_FILE);
-    crate::files::write_atomically(&path, text.as_bytes()).map_err(io(&path))?;
+    crate::files::write_atomically(&path, text.as_bytes()).map_err(io("write", &path))?;
     Ok(Installed {
         name: new.name,
         file: target,

@@ -63,6 +63,18 @@ impl Family {
     }
 }
 
+/// As spelled in the manifest and on the command line.
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::BoxScoreDetector => "box-score-detector",
+            Family::Landmarks68 => "landmarks68",
+            Family::Embedding => "embedding",
+            Family::Arcface112 => "arcface112",
+        })
+    }
+}
+
 /// The order of the colour planes a network expects (mean and std are in that order too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]

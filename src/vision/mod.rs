@@ -84,7 +84,7 @@ pub enum VisionError {
     },
     #[error("no model {name:?} in the manifest (known: {known:?})")]
     UnknownModel { name: String, known: Vec<String> },
-    #[error("model {name:?} is a {actual:?}, not a {expected:?}")]
+    #[error("model {name:?} is a {actual} model, not {expected}")]
     WrongFamily {
         name: String,
         expected: Family,
