@@ -128,6 +128,7 @@ fn passing_face(embedding: Vec<f32>) -> FaceObservation {
             detector_score: 0.99,
             sharpness: 100.0,
             frontalness: 0.9,
+            weight: 0.8,
             roll_degrees: 0.0,
             passed: true,
             reasons: Vec::new(),

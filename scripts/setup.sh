@@ -12,7 +12,7 @@ cd "$root"
 say() { echo "setup: $*" >&2; }
 
 # --- Debian packages ------------------------------------------------------------------------
-packages=(cmake libopenblas-dev liblapack-dev nasm python3-venv libclang-dev pkg-config nodejs npm)
+packages=(cmake libopenblas-dev liblapack-dev nasm python3-venv libclang-dev pkg-config nodejs npm ffmpeg)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

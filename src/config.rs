@@ -108,8 +108,12 @@ impl Settings {
             *path = home.join(&*path);
         }
         for camera in &mut settings.cameras {
-            if let SourceSettings::Replay { path, .. } = &mut camera.source {
-                *path = home.join(&*path);
+            match &mut camera.source {
+                SourceSettings::Replay { path, .. } => *path = home.join(&*path),
+                SourceSettings::Video { url, .. } if !url.contains("://") => {
+                    *url = home.join(&*url).display().to_string();
+                }
+                _ => {}
             }
         }
         settings.validate()?;
@@ -144,6 +148,20 @@ impl Settings {
             "vision.quality.min_frontalness",
             self.vision.quality.min_frontalness,
         )?;
+        unit(
+            "vision.camera_quality.min_frontalness",
+            self.vision.camera_quality.min_frontalness,
+        )?;
+        let tracking = &self.vision.tracking;
+        if tracking.embed_budget == 0
+            || tracking.min_faces == 0
+            || tracking.max_faces < tracking.min_faces
+            || tracking.max_gap_s <= 0.0
+        {
+            return Err(ConfigError::OutOfRange(
+                "vision.tracking: embed_budget and min_faces must be at least 1, max_faces at least min_faces, max_gap_s positive".into(),
+            ));
+        }
         if !(0.0..=4.0).contains(&self.vision.retry_padding) {
             return Err(ConfigError::OutOfRange(
                 "vision.retry_padding must be within 0..=4".into(),

@@ -35,8 +35,19 @@ pub struct LiveRecognition {
     pub card: Card,
     #[serde(rename = "box")]
     pub bbox: BBox,
+    /// the face's track on its source, when it was followed across frames
+    pub track: Option<u64>,
     /// where the face crop can be fetched while it is kept (`None`: no crop could be made)
     pub crop: Option<String>,
+}
+
+/// A recognition to show: where, who, and the face in its frame.
+pub struct Seen<'a> {
+    pub source: &'a str,
+    pub card: &'a Card,
+    pub frame: &'a RgbImage,
+    pub bbox: BBox,
+    pub track: Option<u64>,
 }
 
 pub struct LiveFeed {
@@ -68,7 +79,14 @@ impl LiveFeed {
 
     /// Shows a recognition to every watching console, unless nobody watches or the same
     /// customer was shown from the same source within `REPEAT`. Returns its id when shown.
-    pub fn show(&self, source: &str, card: &Card, frame: &RgbImage, bbox: BBox) -> Option<u64> {
+    pub fn show(&self, seen: Seen) -> Option<u64> {
+        let Seen {
+            source,
+            card,
+            frame,
+            bbox,
+            track,
+        } = seen;
         if self.sender.receiver_count() == 0 {
             return None;
         }
@@ -104,6 +122,7 @@ impl LiveFeed {
             at: Utc::now(),
             card: card.clone(),
             bbox,
+            track,
             crop,
         };
         // the last console may have closed since the check above: then nobody misses it
@@ -143,7 +162,13 @@ mod tests {
 
     fn show(feed: &LiveFeed, source: &str, customer: i64) -> Option<u64> {
         let frame = RgbImage::from_pixel(640, 360, image::Rgb([customer as u8, 90, 60]));
-        feed.show(source, &Card::example(customer), &frame, FACE)
+        feed.show(Seen {
+            source,
+            card: &Card::example(customer),
+            frame: &frame,
+            bbox: FACE,
+            track: Some(7),
+        })
     }
 
     #[test]
@@ -190,7 +215,13 @@ mod tests {
         let frame = RgbImage::new(64, 64);
         let beyond = BBox { x: 500.0, ..FACE };
         let id = feed
-            .show("door", &Card::example(1), &frame, beyond)
+            .show(Seen {
+                source: "door",
+                card: &Card::example(1),
+                frame: &frame,
+                bbox: beyond,
+                track: None,
+            })
             .unwrap();
         assert_eq!(console.try_recv().unwrap().crop, None);
         assert_eq!(feed.crop(id), None);

@@ -21,6 +21,7 @@ use super::{ApiError, AppState, Deadline, ErrorBody, image_body};
 use crate::capture::{CameraHealth, Offer};
 use crate::engine::Recognition;
 use crate::terminals::{TerminalHealth, Viewer};
+use crate::vision::Purpose;
 
 /// Every face in a frame from a glasses terminal: its box, its quality, and the customer's card
 /// or `unknown` with the reason.
@@ -50,7 +51,7 @@ pub async fn recognize(
         .engine
         .gate
         .run(deadline.caller(), move |_| {
-            recognizer.recognize_bytes(&image, &source)
+            recognizer.recognize_bytes(&image, &source, Purpose::Camera)
         })
         .await?;
     metrics::histogram!("greeter_recognize_seconds").record(started.elapsed().as_secs_f64());

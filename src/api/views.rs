@@ -22,9 +22,12 @@ pub struct Sighting {
     #[schema(value_type = Object)]
     pub bbox: (),
     pub detector_score: f32,
-    /// sharpness, frontalness, size, roll, passed, reasons
+    /// sharpness, frontalness, size, roll, weight, passed, reasons
     #[schema(value_type = Object)]
     pub quality: (),
+    /// the face's track across this caller's frames: the same id for the same face in the
+    /// caller's next frames
+    pub track: Option<u64>,
     /// "known" (with `card`) or "unknown" (with `reason`)
     pub status: String,
     pub card: Option<Card>,
@@ -103,6 +106,8 @@ pub struct LiveRecognition {
     #[serde(rename = "box")]
     #[schema(value_type = Object)]
     pub bbox: (),
+    /// the face's track on its source, when it was followed across frames
+    pub track: Option<u64>,
     /// where the face crop can be fetched while it is kept
     pub crop: Option<String>,
 }
@@ -118,6 +123,11 @@ pub struct CameraHealth {
     pub frames_in: u64,
     pub frames_dropped: u64,
     pub frames_skipped: u64,
+    /// frames through recognition
+    pub frames_analysed: u64,
+    /// frames per second from the source, and through recognition (recent average)
+    pub fps_in: f32,
+    pub fps_analysed: f32,
     pub last_frame_at: Option<DateTime<Utc>>,
 }
 

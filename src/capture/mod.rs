@@ -1,11 +1,14 @@
-//! Frame sources: a V4L2/USB camera (nokhwa), an MJPEG-over-HTTP camera, a file or folder
-//! replayed at a frame rate, and frames pushed over HTTP. Each camera feeds one `FrameSlot`
+//! Frame sources: a stream or video file decoded by ffmpeg, a V4L2/USB camera (nokhwa), an
+//! MJPEG-over-HTTP camera, an image file or folder replayed at a frame rate, and frames pushed
+//! over HTTP. Each camera feeds one `FrameSlot`
 //! where the newest frame wins: a slow pipeline drops stale frames instead of falling behind.
 
 mod device;
 mod mjpeg;
 mod replay;
+pub mod video;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +40,13 @@ pub enum SourceSettings {
     Replay {
         path: PathBuf,
         fps: f32,
+        #[serde(default)]
+        repeat: bool,
+    },
+    /// a stream or a video file decoded by ffmpeg: `rtsp://…`, `http(s)://…` (HLS, MJPEG), a
+    /// path; a file plays at its own frame rate, again and again if `repeat`
+    Video {
+        url: String,
         #[serde(default)]
         repeat: bool,
     },
@@ -91,12 +101,42 @@ pub struct CameraHealth {
     pub frames_in: u64,
     pub frames_dropped: u64,
     pub frames_skipped: u64,
+    /// frames through recognition
+    pub frames_analysed: u64,
+    /// frames per second from the source, and through recognition (recent average)
+    pub fps_in: f32,
+    pub fps_analysed: f32,
     pub last_frame_at: Option<DateTime<Utc>>,
+}
+
+/// A rate over the last few events: robust to a decoder's start-up or end-of-file burst.
+#[derive(Default)]
+struct Rate {
+    recent: VecDeque<Instant>,
+}
+
+impl Rate {
+    const WINDOW: usize = 10;
+
+    fn tick(&mut self, now: Instant) -> f32 {
+        if self.recent.len() == Self::WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        match (self.recent.front(), self.recent.len()) {
+            (Some(first), n) if n > 1 && now > *first => {
+                (n - 1) as f32 / now.duration_since(*first).as_secs_f32()
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 struct SlotState {
     frame: Option<Frame>,
     last_taken: Option<Instant>,
+    rate_in: Rate,
+    rate_analysed: Rate,
     health: CameraHealth,
 }
 
@@ -112,10 +152,13 @@ impl FrameSlot {
         let (source, state) = match settings.source {
             SourceSettings::Push => ("push", "waiting"),
             SourceSettings::Replay { .. } => ("replay", "connecting"),
+            SourceSettings::Video { .. } => ("video", "connecting"),
             SourceSettings::Mjpeg { .. } => ("mjpeg", "connecting"),
             SourceSettings::Device { .. } => ("device", "connecting"),
         };
-        let min_interval = if settings.sample_fps > 0.0 {
+        // a video's decoder samples the stream itself
+        let samples_itself = matches!(settings.source, SourceSettings::Video { .. });
+        let min_interval = if settings.sample_fps > 0.0 && !samples_itself {
             Duration::from_secs_f32(1.0 / settings.sample_fps)
         } else {
             Duration::ZERO
@@ -125,6 +168,8 @@ impl FrameSlot {
             state: Mutex::new(SlotState {
                 frame: None,
                 last_taken: None,
+                rate_in: Rate::default(),
+                rate_analysed: Rate::default(),
                 health: CameraHealth {
                     id: settings.id.clone(),
                     source,
@@ -133,6 +178,9 @@ impl FrameSlot {
                     frames_in: 0,
                     frames_dropped: 0,
                     frames_skipped: 0,
+                    frames_analysed: 0,
+                    fps_in: 0.0,
+                    fps_analysed: 0.0,
                     last_frame_at: None,
                 },
             }),
@@ -149,6 +197,7 @@ impl FrameSlot {
         let mut state = self.lock();
         let camera = state.health.id.clone();
         state.health.frames_in += 1;
+        state.health.fps_in = state.rate_in.tick(frame.arrived);
         state.health.last_frame_at = Some(frame.arrived_at);
         state.health.state = "streaming";
         state.health.error = None;
@@ -194,6 +243,13 @@ impl FrameSlot {
         Some(frame)
     }
 
+    /// A taken frame went through recognition.
+    pub fn analysed(&self) {
+        let mut slot = self.lock();
+        slot.health.frames_analysed += 1;
+        slot.health.fps_analysed = slot.rate_analysed.tick(Instant::now());
+    }
+
     pub fn set_state(&self, state: &'static str, error: Option<String>) {
         let mut slot = self.lock();
         slot.health.state = state;
@@ -206,13 +262,28 @@ impl FrameSlot {
 }
 
 /// Starts the camera's source (none for push cameras); it runs until `stop` is cancelled,
-/// retrying a missing device or unreachable URL with back-off.
-pub fn spawn_source(settings: &CameraSettings, slot: Arc<FrameSlot>, stop: CancellationToken) {
+/// retrying a missing device or unreachable URL with back-off. `max_pixels` bounds a decoded
+/// video frame.
+pub fn spawn_source(
+    settings: &CameraSettings,
+    max_pixels: u64,
+    slot: Arc<FrameSlot>,
+    stop: CancellationToken,
+) {
     let id = settings.id.clone();
     match settings.source.clone() {
         SourceSettings::Push => {}
         SourceSettings::Replay { path, fps, repeat } => {
             tokio::spawn(replay::run(id, path, fps, repeat, slot, stop));
+        }
+        SourceSettings::Video { url, repeat } => {
+            let options = video::VideoOptions {
+                sample_fps: settings.sample_fps,
+                realtime: true,
+                repeat,
+                max_pixels,
+            };
+            video::spawn(id, url, options, slot, stop);
         }
         SourceSettings::Mjpeg { url } => {
             tokio::spawn(mjpeg::run(id, url, slot, stop));
@@ -301,6 +372,18 @@ mod tests {
         // within a second of the last taken frame: skipped
         assert_eq!(slot.offer(frame(2)), Offer::Skipped);
         assert_eq!(slot.health().frames_skipped, 1);
+    }
+
+    #[test]
+    fn the_rate_is_frames_over_the_recent_window() {
+        let start = Instant::now();
+        let mut rate = Rate::default();
+        assert_eq!(rate.tick(start), 0.0);
+        let mut last = 0.0;
+        for i in 1..30 {
+            last = rate.tick(start + Duration::from_millis(200 * i));
+        }
+        assert!((last - 5.0).abs() < 1e-3, "{last}");
     }
 
     #[test]

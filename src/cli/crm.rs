@@ -10,6 +10,7 @@ use crate::crm::Crm;
 use crate::db::DataDirLock;
 use crate::engine::{FaceReader, Photo};
 use crate::gallery::{NewCustomer, PortraitInput};
+use crate::vision::Purpose;
 
 /// The CRM alone (no models), holding the data dir's lock while it is used.
 fn open_crm(settings: &Settings) -> Result<(Crm, DataDirLock)> {
@@ -69,7 +70,11 @@ fn demo_faces(faces: &FaceReader) -> Result<Vec<PortraitInput>> {
             .is_some_and(|n| n.to_string_lossy().starts_with("sample"))
     }) {
         let frame = faces.decode(&photo.display().to_string(), &Photo::read(&photo)?.bytes)?;
-        for (i, face) in faces.analyse(&frame)?.into_iter().enumerate() {
+        for (i, face) in faces
+            .analyse(&frame, Purpose::Still)?
+            .into_iter()
+            .enumerate()
+        {
             if face.quality.passed {
                 let source = format!("{}#{i}", photo.display());
                 found.push(PortraitInput::from_frame(&frame, face, source));

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::engine::{Claim, Engine, Enrolment, Outcome, Photo};
 use crate::eval::open_set::{self, Person};
 use crate::gallery::{GalleryError, NewCustomer, PortraitInput};
-use crate::vision::{BBox, Pipeline, embedder_identity};
+use crate::vision::{BBox, Pipeline, Purpose, embedder_identity};
 
 pub struct EnrolArgs {
     pub name: String,
@@ -62,7 +62,9 @@ pub fn enrol(settings: &Settings, e: EnrolArgs, out: Output) -> Result<()> {
 pub fn identify(settings: &Settings, image: &Path, out: Output) -> Result<()> {
     let engine = engine(settings)?;
     let photo = Photo::read(image)?;
-    let recognition = engine.recognizer.recognize_bytes(&photo.bytes, "cli")?;
+    let recognition = engine
+        .recognizer
+        .recognize_bytes(&photo.bytes, "cli", Purpose::Still)?;
     if recognition.faces.is_empty() {
         anyhow::bail!("no face found in {}", image.display());
     }
@@ -282,12 +284,7 @@ pub fn evaluate(
     per_person: usize,
     out: Output,
 ) -> Result<()> {
-    let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
-    let mut settings = settings.clone();
-    settings.gallery.data_dir = scratch.clone();
-    settings.gallery.keep_crops = false;
-    settings.gallery.max_portraits_per_customer =
-        settings.gallery.max_portraits_per_customer.max(per_person);
+    let (settings, scratch) = scratch_settings(settings, per_person);
     let result = run_open_set(&settings, dirs, per_person);
     let _ = std::fs::remove_dir_all(&scratch);
     let report = result?;
@@ -326,12 +323,34 @@ pub fn evaluate(
     Ok(())
 }
 
+/// Settings for a gallery in a temporary directory that keeps no crops, and that directory
+/// (the caller removes it).
+pub(super) fn scratch_settings(settings: &Settings, per_person: usize) -> (Settings, PathBuf) {
+    let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
+    let mut settings = settings.clone();
+    settings.gallery.data_dir = scratch.clone();
+    settings.gallery.keep_crops = false;
+    settings.gallery.max_portraits_per_customer =
+        settings.gallery.max_portraits_per_customer.max(per_person);
+    (settings, scratch)
+}
+
 fn run_open_set(
     settings: &Settings,
     dirs: &[PathBuf],
     per_person: usize,
 ) -> Result<open_set::OpenSetReport> {
     let engine = engine(settings)?;
+    let (folders, people) = labelled_people(&engine, dirs)?;
+    Ok(open_set::run(&engine.gallery, folders, people, per_person)?)
+}
+
+/// Each folder's path and how many of its photos showed no face.
+pub(super) type Folders = Vec<(String, usize)>;
+
+/// Each person's photos in labelled folders (DIR/<person>/<photos>) read as portraits, and per
+/// folder the number of photos where no face was found.
+pub(super) fn labelled_people(engine: &Engine, dirs: &[PathBuf]) -> Result<(Folders, Vec<Person>)> {
     let mut folders = Vec::new();
     let mut people: Vec<Person> = Vec::new();
     for (population, dir) in dirs.iter().enumerate() {
@@ -365,7 +384,7 @@ fn run_open_set(
         }
         folders.push((dir.display().to_string(), faces_not_found));
     }
-    Ok(open_set::run(&engine.gallery, folders, people, per_person)?)
+    Ok((folders, people))
 }
 
 /// Re-embeds every portrait from its kept face crop with the configured model (all or

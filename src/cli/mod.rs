@@ -5,6 +5,7 @@ mod crm;
 mod faces;
 mod gallery;
 mod models;
+mod video;
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,19 @@ pub enum Command {
         /// (strangers) — rank-1, false accepts and unknowns at the configured threshold
         #[arg(long, value_name = "N")]
         gallery: Option<usize>,
+    },
+    /// The camera path on a video file, as fast as it decodes, against a scratch gallery
+    /// enrolled from labelled folders (DIR/<person>/<photos>): tracks, announcements, speed
+    EvalVideo {
+        video: PathBuf,
+        #[arg(long, required = true, num_args = 1..)]
+        gallery: Vec<PathBuf>,
+        /// `name,start_s,end_s` lines: who is in view when; adds right, wrong, missed
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        /// frames analysed per second of video (default: the first camera's sample_fps)
+        #[arg(long)]
+        fps: Option<f32>,
     },
     /// Enrol a new customer from one or more portraits (the largest face of each photo)
     Enrol {
@@ -276,6 +290,20 @@ pub fn run(cli: Cli) -> Result<()> {
             dirs,
             gallery: Some(n),
         } => gallery::evaluate(&settings, &dirs, n, out),
+        Command::EvalVideo {
+            video,
+            gallery,
+            truth,
+            fps,
+        } => {
+            let args = video::EvalVideoArgs {
+                video,
+                gallery,
+                truth,
+                fps,
+            };
+            video::eval_video(&settings, args, out)
+        }
         Command::Enrol {
             name,
             consent,

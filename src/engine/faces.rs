@@ -11,7 +11,7 @@ use image::RgbImage;
 use super::EngineError;
 use crate::gallery::PortraitInput;
 use crate::vision::decode;
-use crate::vision::{FaceObservation, Pipeline};
+use crate::vision::{Embedding, FaceObservation, Found, Pipeline, Purpose, StageTimes};
 
 /// An image and where it came from (a form field's file name, a camera, a path).
 pub struct Photo {
@@ -58,23 +58,40 @@ impl FaceReader {
     }
 
     /// Every face in the frame, largest first.
-    pub fn analyse(&self, frame: &RgbImage) -> Result<Vec<FaceObservation>, EngineError> {
-        let analysis = self.pipeline.process(frame)?;
-        let times = analysis.times;
-        record_stage("detect", times.detect);
-        record_stage("landmarks", times.landmarks);
-        record_stage("align", times.align);
-        record_stage("embed", times.embed);
+    pub fn analyse(
+        &self,
+        frame: &RgbImage,
+        purpose: Purpose,
+    ) -> Result<Vec<FaceObservation>, EngineError> {
+        let analysis = self.pipeline.process_as(frame, purpose)?;
+        record_times(&analysis.times);
         let mut faces = analysis.faces;
         faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         Ok(faces)
+    }
+
+    /// Faces, landmarks and quality, no embedding yet (see `Pipeline::find`).
+    pub fn find(&self, frame: &RgbImage, purpose: Purpose) -> Result<Found, EngineError> {
+        Ok(self.pipeline.find(frame, purpose)?)
+    }
+
+    /// Embeddings of the chosen faces; the frame's stage times are recorded.
+    pub fn embed(
+        &self,
+        frame: &RgbImage,
+        found: &mut Found,
+        which: &[usize],
+    ) -> Result<Vec<Option<Embedding>>, EngineError> {
+        let embeddings = self.pipeline.embed(frame, found, which)?;
+        record_times(&found.times);
+        Ok(embeddings)
     }
 
     /// The largest face of a photo, and the decoded photo.
     pub fn largest_face(&self, photo: &Photo) -> Result<(RgbImage, FaceObservation), EngineError> {
         let frame = self.decode(&photo.origin, &photo.bytes)?;
         let face = self
-            .analyse(&frame)?
+            .analyse(&frame, Purpose::Still)?
             .into_iter()
             .next()
             .ok_or_else(|| EngineError::NoFace {
@@ -100,6 +117,13 @@ impl FaceReader {
         }
         photos.iter().map(|p| self.portrait(p)).collect()
     }
+}
+
+fn record_times(times: &StageTimes) {
+    record_stage("detect", times.detect);
+    record_stage("landmarks", times.landmarks);
+    record_stage("align", times.align);
+    record_stage("embed", times.embed);
 }
 
 pub(super) fn record_stage(stage: &'static str, elapsed: Duration) {

@@ -6,6 +6,7 @@
 //! - `recognize`: frame → decisions → cards (reads only)
 //! - `customers`: enrolment, portraits, erasure; `checkout`: the till
 //! - `admin`: calibration, matching rules, audit, catalogue
+//! - `follow`: a camera's frames as tracks, one decision per track
 //! - `cameras`: sources feeding recognition, cards to the terminals
 //!
 //! `api` and `cli` call these rooms; nothing here knows HTTP or argument parsing.
@@ -15,6 +16,7 @@ pub mod cameras;
 pub mod checkout;
 pub mod customers;
 pub mod faces;
+pub mod follow;
 pub mod gate;
 pub mod idempotency;
 pub mod recognize;
@@ -39,6 +41,7 @@ pub use cameras::Cameras;
 pub use checkout::{Checkout, CheckoutReceipt, Till};
 pub use customers::{CustomerRecord, Customers, Enrolment};
 pub use faces::{FaceReader, Photo};
+pub use follow::{Followed, Follower, Greeting};
 pub use gate::{Caller, Claim, Gate, GateSettings};
 pub use recognize::{Outcome, Recognition, Recognizer, Sighting};
 
@@ -178,6 +181,7 @@ impl Engine {
                 gallery.clone(),
                 crm.clone(),
                 live.clone(),
+                settings.vision.tracking.clone(),
             )),
             customers: Arc::new(Customers::new(
                 faces.clone(),
@@ -187,7 +191,12 @@ impl Engine {
             )),
             till: Arc::new(Till::new(faces.clone(), gallery.clone(), crm.clone())),
             admin: Arc::new(Admin::new(gallery.clone(), crm.clone())),
-            cameras: Cameras::new(settings.cameras.clone()),
+            cameras: Cameras::new(
+                settings.cameras.clone(),
+                settings.vision.tracking.clone(),
+                settings.vision.max_image_pixels,
+                settings.announce_cooldown,
+            ),
             terminals: Arc::new(Terminals::new(
                 &settings.terminals,
                 settings.announce_cooldown,

@@ -143,7 +143,7 @@ pub fn run(
 }
 
 /// Measures matching, not enrolment rules: every portrait goes in, look-alikes included.
-fn enrol(
+pub fn enrol(
     gallery: &Gallery,
     name: &str,
     mut portraits: Vec<PortraitInput>,

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod preprocess;
 pub mod quality;
 pub mod session;
+pub mod track;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,7 @@ pub use geometry::{BBox, Point};
 pub use landmarks::{Landmark68Net, Landmarker};
 pub use manifest::{Family, Manifest, ModelSpec};
 pub use quality::{Quality, QualityRules};
+pub use track::{Evidence, Track, TrackSettings, Tracker, Verdict};
 
 use session::ModelLoader;
 
@@ -55,7 +57,12 @@ pub struct VisionSettings {
     pub detection_threshold: f32,
     pub retry_padding: f32,
     pub max_image_pixels: u64,
+    /// rules for portraits and uploaded stills
     pub quality: QualityRules,
+    /// rules for camera and glasses frames
+    pub camera_quality: QualityRules,
+    /// how camera faces are followed across frames and decided on
+    pub tracking: TrackSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,10 +201,39 @@ impl Analysis {
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
     pub detection_threshold: f32,
-    /// border added on each side, as a fraction of the frame, when nothing is found (0 = off)
+    /// border added on each side, as a fraction of the frame, when nothing is found in a still
+    /// (0 = off)
     pub retry_padding: f32,
     pub alignment: AlignmentKind,
     pub quality: QualityRules,
+    pub camera_quality: QualityRules,
+}
+
+/// What a frame is, which decides the rules it is read by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// a photo taken to be a portrait (enrolment, an uploaded photo, the command line): the
+    /// face may fill it (padding retry), and the still-photo quality rules hold
+    Still,
+    /// a frame of a camera or of glasses: small, moving faces; no padding retry (an empty
+    /// frame is the common case), and the camera quality rules
+    Camera,
+}
+
+/// A face found, before any embedding: enough to track it and to judge it.
+#[derive(Debug, Clone)]
+pub struct FoundFace {
+    pub bbox: BBox,
+    pub score: f32,
+    pub landmarks: Vec<Point>,
+    pub quality: Quality,
+}
+
+/// The faces of one frame, and the border the frame was given if the detector needed one.
+pub struct Found {
+    pub faces: Vec<FoundFace>,
+    pub times: StageTimes,
+    padded: Option<(RgbImage, Point)>,
 }
 
 pub struct Pipeline {
@@ -243,6 +279,7 @@ impl Pipeline {
                 retry_padding: vision.retry_padding,
                 alignment: vision.alignment,
                 quality: vision.quality.clone(),
+                camera_quality: vision.camera_quality.clone(),
             },
         })
     }
@@ -264,41 +301,123 @@ impl Pipeline {
         &self.mix
     }
 
-    /// Every face in the frame, with landmarks, embedding and quality.
+    /// Every face in a still, with landmarks, embedding and quality.
     pub fn process(&self, frame: &RgbImage) -> Result<Analysis, VisionError> {
+        self.process_as(frame, Purpose::Still)
+    }
+
+    /// Every face in the frame, read as `purpose` says, each embedded.
+    pub fn process_as(&self, frame: &RgbImage, purpose: Purpose) -> Result<Analysis, VisionError> {
         let _span =
             tracing::debug_span!("frame", width = frame.width(), height = frame.height()).entered();
+        let mut found = self.find(frame, purpose)?;
+        let all: Vec<usize> = (0..found.faces.len()).collect();
+        let embeddings = self.embed(frame, &mut found, &all)?;
+        let faces = found
+            .faces
+            .into_iter()
+            .zip(embeddings)
+            .filter_map(|(face, embedding)| {
+                Some(FaceObservation {
+                    bbox: face.bbox,
+                    score: face.score,
+                    landmarks: face.landmarks,
+                    embedding: embedding?,
+                    quality: face.quality,
+                })
+            })
+            .collect::<Vec<_>>();
+        tracing::debug!(faces = faces.len(), times = ?found.times, "frame processed");
+        Ok(Analysis {
+            faces,
+            times: found.times,
+        })
+    }
+
+    /// Detection, landmarks and quality: the cheap half, run on every analysed frame. Boxes
+    /// and landmarks are in the frame's coordinates.
+    pub fn find(&self, frame: &RgbImage, purpose: Purpose) -> Result<Found, VisionError> {
         let mut times = StageTimes::default();
         let started = Instant::now();
-        let mut detections = self
-            .detector
-            .detect(frame, self.options.detection_threshold)?;
-        let padded;
-        let (frame, shift) = if detections.is_empty() && self.options.retry_padding > 0.0 {
+        let threshold = self.options.detection_threshold;
+        let mut detections = self.detector.detect(frame, threshold)?;
+        let mut padded = None;
+        if detections.is_empty() && purpose == Purpose::Still && self.options.retry_padding > 0.0 {
             // A face filling the whole frame is invisible to these detectors; give it a border.
             let border = |extent: u32| (extent as f32 * self.options.retry_padding).round() as u32;
             let (pad_x, pad_y) = (border(frame.width()), border(frame.height()));
-            padded = pad(frame, pad_x, pad_y);
-            detections = self
-                .detector
-                .detect(&padded, self.options.detection_threshold)?;
-            (&padded, (pad_x as f32, pad_y as f32))
-        } else {
-            (frame, (0.0, 0.0))
-        };
+            let bordered = pad(frame, pad_x, pad_y);
+            detections = self.detector.detect(&bordered, threshold)?;
+            padded = Some((bordered, Point::new(pad_x as f32, pad_y as f32)));
+        }
         times.detect = started.elapsed();
+        let seen = padded.as_ref().map_or(frame, |(image, _)| image);
 
         let started = Instant::now();
         let boxes: Vec<BBox> = detections.iter().map(|d| d.bbox).collect();
-        let landmarks = self.landmarker.landmarks(frame, &boxes)?;
+        let landmarks = self.landmarker.landmarks(seen, &boxes)?;
         times.landmarks = started.elapsed();
 
         let started = Instant::now();
-        let found: Vec<(Detection, Vec<Point>)> = detections
-            .into_iter()
-            .zip(landmarks)
-            .filter_map(|(d, l)| Some((d, l?)))
-            .collect();
+        let (net, alignment) = &self.embedders[0];
+        let mut chip = vec![0.0; 3 * (net.spec().input_size as usize).pow(2)];
+        let shift = padded.as_ref().map_or(Point::default(), |(_, s)| *s);
+        let mut faces = Vec::with_capacity(detections.len());
+        for (detection, points) in detections.into_iter().zip(landmarks) {
+            let Some(points) = points else { continue };
+            let quality = match purpose {
+                Purpose::Still => {
+                    if !align::align_into(seen, &points, *alignment, net.spec(), &mut chip) {
+                        continue;
+                    }
+                    quality::assess(
+                        &self.options.quality,
+                        &detection.bbox,
+                        detection.score,
+                        &points,
+                        quality::Sharpness::Chip(&chip, net.spec()),
+                    )
+                }
+                Purpose::Camera => quality::assess(
+                    &self.options.camera_quality,
+                    &detection.bbox,
+                    detection.score,
+                    &points,
+                    quality::Sharpness::Native(frame),
+                ),
+            };
+            faces.push(FoundFace {
+                bbox: detection.bbox.translate(-shift.x, -shift.y),
+                score: detection.score,
+                landmarks: points
+                    .iter()
+                    .map(|p| Point::new(p.x - shift.x, p.y - shift.y))
+                    .collect(),
+                quality,
+            });
+        }
+        times.align = started.elapsed();
+        Ok(Found {
+            faces,
+            times,
+            padded,
+        })
+    }
+
+    /// Embeddings of the faces at `which` (indices into `found.faces`), in that order, batched
+    /// per embedder: the costly half, which a camera spends on the best faces of its tracks.
+    /// `None` for a face with no pixels to cut a chip from.
+    pub fn embed(
+        &self,
+        frame: &RgbImage,
+        found: &mut Found,
+        which: &[usize],
+    ) -> Result<Vec<Option<Embedding>>, VisionError> {
+        let started = Instant::now();
+        let (seen, shift) = found
+            .padded
+            .as_ref()
+            .map_or((frame, Point::default()), |(image, s)| (image, *s));
         // one batch of chips per embedder, face i at slot i of each
         let per_face: Vec<usize> = self
             .embedders
@@ -306,63 +425,57 @@ impl Pipeline {
             .map(|(net, _)| 3 * (net.spec().input_size as usize).pow(2))
             .collect();
         let mut chips: Vec<Vec<f32>> = vec![Vec::new(); self.embedders.len()];
-        let mut aligned = Vec::with_capacity(found.len());
-        'faces: for (detection, points) in found {
-            let slot = aligned.len();
+        let mut cut: Vec<bool> = Vec::with_capacity(which.len());
+        let mut slots = 0;
+        for &i in which {
+            let points: Vec<Point> = found.faces[i]
+                .landmarks
+                .iter()
+                .map(|p| Point::new(p.x + shift.x, p.y + shift.y))
+                .collect();
+            let mut ok = true;
             for (((net, alignment), batch), &n) in
                 self.embedders.iter().zip(&mut chips).zip(&per_face)
             {
-                batch.resize(n * (slot + 1), 0.0);
-                let chip = &mut batch[n * slot..];
-                if !align::align_into(frame, &points, *alignment, net.spec(), chip) {
-                    continue 'faces;
-                }
+                batch.resize(n * (slots + 1), 0.0);
+                ok &= align::align_into(
+                    seen,
+                    &points,
+                    *alignment,
+                    net.spec(),
+                    &mut batch[n * slots..],
+                );
             }
-            let quality = quality::assess(
-                &self.options.quality,
-                &detection.bbox,
-                detection.score,
-                &points,
-                &chips[0][per_face[0] * slot..],
-                self.embedders[0].0.spec(),
-            );
-            aligned.push((detection, points, quality));
+            cut.push(ok);
+            if ok {
+                slots += 1;
+            }
         }
-        times.align = started.elapsed();
+        found.times.align += started.elapsed();
 
         let started = Instant::now();
         let mut pieces = Vec::with_capacity(self.embedders.len());
         for (((net, _), batch), &n) in self.embedders.iter().zip(&mut chips).zip(&per_face) {
-            batch.truncate(n * aligned.len());
-            pieces.push(net.embed(aligned.len(), batch)?);
+            batch.truncate(n * slots);
+            pieces.push(if slots == 0 {
+                Vec::new()
+            } else {
+                net.embed(slots, batch)?
+            });
         }
-        let embeddings: Vec<Embedding> = (0..aligned.len())
-            .map(|i| {
-                let parts: Vec<&[f32]> = pieces.iter().map(|p| p[i].as_slice()).collect();
-                self.mix.fuse(&parts)
+        let mut slot = 0;
+        let embeddings = cut
+            .into_iter()
+            .map(|ok| {
+                ok.then(|| {
+                    let parts: Vec<&[f32]> = pieces.iter().map(|p| p[slot].as_slice()).collect();
+                    slot += 1;
+                    self.mix.fuse(&parts)
+                })
             })
             .collect();
-        times.embed = started.elapsed();
-
-        let (dx, dy) = (-shift.0, -shift.1);
-        let faces = aligned
-            .into_iter()
-            .zip(embeddings)
-            .map(
-                |((detection, points, quality), embedding)| FaceObservation {
-                    bbox: detection.bbox.translate(dx, dy),
-                    score: detection.score,
-                    landmarks: points
-                        .iter()
-                        .map(|p| Point::new(p.x + dx, p.y + dy))
-                        .collect(),
-                    embedding,
-                    quality,
-                },
-            )
-            .collect::<Vec<_>>();
-        tracing::debug!(faces = faces.len(), ?times, "frame processed");
-        Ok(Analysis { faces, times })
+        found.times.embed += started.elapsed();
+        Ok(embeddings)
     }
 }
 

@@ -1,10 +1,31 @@
-//! Is this face good enough to enrol or to trust a match on? Measures and a verdict with reasons.
+//! Is this face good enough to enrol or to trust a match on? Measures, a verdict with reasons,
+//! and a weight for fusing a track's faces.
+//!
+//! Two sharpness measures, because stills and cameras fail differently. A portrait's is taken
+//! on the aligned chip: a portrait is large, and the chip is what the embedder sees. A camera
+//! face is often 40–100 px: enlarged to a 150 px chip, any small face reads as blurred (median
+//! 4.9 on an entrance clip). There it is taken at the face's own resolution, shrunk (never
+//! enlarged) to at most `NATIVE_SIDE` pixels, so a sharp small face and a sharp large face
+//! score alike and motion blur still shows.
+
+use image::RgbImage;
 
 use serde::{Deserialize, Serialize};
 
 use super::geometry::{BBox, Point};
 use super::landmarks::points;
 use super::manifest::ModelSpec;
+
+/// Side, in pixels, at which a camera face's sharpness is measured (at most).
+pub const NATIVE_SIDE: u32 = 64;
+
+/// Where the sharpness is read from.
+pub enum Sharpness<'a> {
+    /// the embedder's normalised NCHW chip (portraits)
+    Chip(&'a [f32], &'a ModelSpec),
+    /// the face box in the frame, at its own resolution (camera frames)
+    Native(&'a RgbImage),
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct QualityRules {
@@ -23,23 +44,27 @@ pub struct Quality {
     pub sharpness: f32,
     /// 1 = frontal, 0 = profile
     pub frontalness: f32,
+    /// how much this face counts when a track's faces are fused, 0–1: frontal, sharp and
+    /// large faces count most
+    pub weight: f32,
     /// in-plane tilt of the eye line, degrees
     pub roll_degrees: f32,
     pub passed: bool,
     pub reasons: Vec<String>,
 }
 
-/// `chip` is the embedder's normalised NCHW input for this face.
 pub fn assess(
     rules: &QualityRules,
     bbox: &BBox,
     score: f32,
     landmarks: &[Point],
-    chip: &[f32],
-    spec: &ModelSpec,
+    sharpness: Sharpness,
 ) -> Quality {
     let face_px = bbox.width.min(bbox.height);
-    let sharpness = laplacian_variance(chip, spec);
+    let sharpness = match sharpness {
+        Sharpness::Chip(chip, spec) => chip_sharpness(chip, spec),
+        Sharpness::Native(frame) => native_sharpness(frame, bbox),
+    };
     let (frontalness, roll_degrees) = pose(landmarks);
     let mut reasons = Vec::new();
     if face_px < rules.min_face_px {
@@ -68,11 +93,16 @@ pub fn assess(
             rules.min_frontalness
         ));
     }
+    // each factor saturates at twice its gate (size: at a 112 px face, the ArcFace chip size)
+    let weight = frontalness.clamp(0.0, 1.0)
+        * (sharpness / (2.0 * rules.min_sharpness).max(f32::EPSILON)).min(1.0)
+        * (face_px / 112.0).min(1.0);
     Quality {
         face_px,
         detector_score: score,
         sharpness,
         frontalness,
+        weight,
         roll_degrees,
         passed: reasons.is_empty(),
         reasons,
@@ -97,7 +127,7 @@ fn pose(landmarks: &[Point]) -> (f32, f32) {
     (frontalness, ey.atan2(ex).to_degrees())
 }
 
-fn laplacian_variance(chip: &[f32], spec: &ModelSpec) -> f32 {
+fn chip_sharpness(chip: &[f32], spec: &ModelSpec) -> f32 {
     let size = spec.input_size as usize;
     let plane = size * size;
     let grey: Vec<f32> = (0..plane)
@@ -108,12 +138,42 @@ fn laplacian_variance(chip: &[f32], spec: &ModelSpec) -> f32 {
                 / 3.0
         })
         .collect();
-    let mut values = Vec::with_capacity(plane);
-    for y in 1..size - 1 {
-        for x in 1..size - 1 {
-            let i = y * size + x;
-            values
-                .push(grey[i - 1] + grey[i + 1] + grey[i - size] + grey[i + size] - 4.0 * grey[i]);
+    laplacian_variance(&grey, size, size)
+}
+
+/// The face box's grey pixels, shrunk to at most `NATIVE_SIDE` a side, never enlarged.
+fn native_sharpness(frame: &RgbImage, bbox: &BBox) -> f32 {
+    let Some(region) = bbox.pixel_region(frame.width(), frame.height()) else {
+        return 0.0;
+    };
+    if region.width < 3 || region.height < 3 {
+        return 0.0;
+    }
+    let face = image::imageops::crop_imm(frame, region.x, region.y, region.width, region.height);
+    let grey = image::DynamicImage::ImageRgb8(face.to_image()).into_luma8();
+    let longest = region.width.max(region.height);
+    let grey = if longest > NATIVE_SIDE {
+        let scale = NATIVE_SIDE as f32 / longest as f32;
+        let (w, h) = (
+            ((region.width as f32 * scale).round() as u32).max(3),
+            ((region.height as f32 * scale).round() as u32).max(3),
+        );
+        image::imageops::resize(&grey, w, h, image::imageops::FilterType::Triangle)
+    } else {
+        grey
+    };
+    let values: Vec<f32> = grey.pixels().map(|p| p.0[0] as f32).collect();
+    laplacian_variance(&values, grey.width() as usize, grey.height() as usize)
+}
+
+fn laplacian_variance(grey: &[f32], width: usize, height: usize) -> f32 {
+    let mut values = Vec::with_capacity(width * height);
+    for y in 1..height - 1 {
+        for x in 1..width - 1 {
+            let i = y * width + x;
+            values.push(
+                grey[i - 1] + grey[i + 1] + grey[i - width] + grey[i + width] - 4.0 * grey[i],
+            );
         }
     }
     let n = values.len() as f32;
@@ -169,8 +229,8 @@ mod tests {
     #[test]
     fn flat_chip_is_blurred_and_a_checkerboard_is_sharp() {
         let s = spec(8);
-        assert_eq!(laplacian_variance(&vec![0.5; 3 * 64], &s), 0.0);
-        assert!(laplacian_variance(&checkerboard(8), &s) > 1000.0);
+        assert_eq!(chip_sharpness(&vec![0.5; 3 * 64], &s), 0.0);
+        assert!(chip_sharpness(&checkerboard(8), &s) > 1000.0);
     }
 
     #[test]
@@ -182,7 +242,14 @@ mod tests {
             width: 30.0,
             height: 40.0,
         };
-        let q = assess(&rules(), &small, 0.9, &face(95.0), &vec![0.0; 3 * 64], &s);
+        let flat = vec![0.0; 3 * 64];
+        let q = assess(
+            &rules(),
+            &small,
+            0.9,
+            &face(95.0),
+            Sharpness::Chip(&flat, &s),
+        );
         assert!(!q.passed);
         assert_eq!(q.reasons.len(), 3, "{:?}", q.reasons);
         let good = BBox {
@@ -191,7 +258,60 @@ mod tests {
             width: 120.0,
             height: 140.0,
         };
-        let q = assess(&rules(), &good, 0.9, &face(50.0), &checkerboard(8), &s);
+        let sharp = checkerboard(8);
+        let q = assess(
+            &rules(),
+            &good,
+            0.9,
+            &face(50.0),
+            Sharpness::Chip(&sharp, &s),
+        );
         assert!(q.passed, "{:?}", q.reasons);
+        assert!(q.weight > 0.9, "{}", q.weight);
+    }
+
+    /// Stripes of a fixed width in frame pixels, smoothed by `blur` passes of a 3-tap box.
+    fn stripes(side: u32, blur: usize) -> RgbImage {
+        let mut row: Vec<f32> = (0..side)
+            .map(|x| if (x / 2) % 2 == 0 { 40.0 } else { 200.0 })
+            .collect();
+        for _ in 0..blur {
+            row = (0..row.len())
+                .map(|i| {
+                    let l = row[i.saturating_sub(1)];
+                    let r = row[(i + 1).min(row.len() - 1)];
+                    (l + row[i] + r) / 3.0
+                })
+                .collect();
+        }
+        RgbImage::from_fn(side, side, |x, _| {
+            let v = row[x as usize] as u8;
+            image::Rgb([v, v, v])
+        })
+    }
+
+    #[test]
+    fn native_sharpness_sees_blur_and_not_size() {
+        let whole = |side: u32| BBox {
+            x: 0.0,
+            y: 0.0,
+            width: side as f32,
+            height: side as f32,
+        };
+        let small_sharp = native_sharpness(&stripes(60, 0), &whole(60));
+        let small_blurred = native_sharpness(&stripes(60, 3), &whole(60));
+        assert!(
+            small_blurred < small_sharp / 4.0,
+            "{small_blurred} vs {small_sharp}"
+        );
+        // a large sharp face is shrunk, not read at a scale where every face looks smooth
+        let large_sharp = native_sharpness(&stripes(200, 0), &whole(200));
+        assert!(large_sharp > small_blurred, "{large_sharp}");
+        // a box outside the frame has nothing to measure
+        let outside = BBox {
+            x: 500.0,
+            ..whole(10)
+        };
+        assert_eq!(native_sharpness(&stripes(60, 0), &outside), 0.0);
     }
 }

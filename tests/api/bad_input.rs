@@ -252,12 +252,19 @@ async fn refusals_that_say_what_is_wrong_and_a_cmyk_portrait_that_is_read() {
         "nothing was enrolled"
     );
 
-    // the same portrait as CMYK: enrolled, and recognised as the PNG's person
+    // a CMYK frame (some checkout cameras write them) is read, and its faces recognised
     let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
     let response = app
-        .recognize(as_cmyk_jpeg(&zhou_portrait()), TERMINAL_KEY)
+        .recognize(as_cmyk_jpeg(&demo("sample5.jpg")), TERMINAL_KEY)
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["faces"][0]["card"]["customer_id"], id, "{body}");
+    let named: Vec<Value> = body["faces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["card"]["customer_id"].clone())
+        .filter(|id| !id.is_null())
+        .collect();
+    assert_eq!(named, [Value::from(id)], "{body}");
 }

@@ -160,30 +160,28 @@ async fn serve_mjpeg(jpeg: Vec<u8>) -> String {
     address
 }
 
-#[tokio::test]
-async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_service() {
-    let url = serve_mjpeg(demo("sample5.jpg")).await;
-    // a port nobody listens on
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/video", listener.local_addr().unwrap())
-    };
+/// The service watching a working camera "live" and a dead one "dead", both bound to
+/// glasses-1, with Zhou Min enrolled: the glasses hear of Zhou Min once, from "live"; "dead"
+/// is retried with an error that mentions `dead_error`; the rest of the service works. The
+/// live camera's health, for more checks.
+async fn watch_working_and_dead(
+    working: SourceSettings,
+    dead: SourceSettings,
+    sample_fps: f32,
+    dead_error: &str,
+) -> Value {
     let app = spawn_app(move |s| {
-        s.cameras = vec![
-            CameraSettings {
-                id: "ipcam".into(),
-                source: SourceSettings::Mjpeg { url },
-                sample_fps: 0.0,
-            },
-            CameraSettings {
-                id: "dead".into(),
-                source: SourceSettings::Mjpeg { url: dead },
-                sample_fps: 0.0,
-            },
-        ];
+        s.cameras = [("live", working), ("dead", dead)]
+            .into_iter()
+            .map(|(id, source)| CameraSettings {
+                id: id.into(),
+                source,
+                sample_fps,
+            })
+            .collect();
         s.terminals = vec![TerminalSettings {
             id: "glasses-1".into(),
-            cameras: vec!["ipcam".into(), "dead".into()],
+            cameras: vec!["live".into(), "dead".into()],
         }];
     })
     .await;
@@ -195,10 +193,9 @@ async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_ser
         HashMap::from([("Zhou Min".to_owned(), 1)]),
         "{cards:?}"
     );
-    assert_eq!(cards[0]["camera"], "ipcam");
-
+    assert_eq!(cards[0]["camera"], "live");
     let cameras: Value = app.get_json("/v1/cameras", ADMIN_KEY).await;
-    let state = |id: &str| {
+    let camera = |id: &str| {
         cameras
             .as_array()
             .unwrap()
@@ -207,12 +204,59 @@ async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_ser
             .unwrap()
             .clone()
     };
-    assert_eq!(state("ipcam")["state"], "streaming");
-    assert_eq!(state("dead")["state"], "retrying", "{cameras}");
+    assert_eq!(camera("live")["state"], "streaming", "{cameras}");
+    assert_eq!(camera("dead")["state"], "retrying", "{cameras}");
     assert!(
-        state("dead")["error"].as_str().unwrap().contains("connect"),
+        camera("dead")["error"]
+            .as_str()
+            .unwrap()
+            .contains(dead_error),
         "{cameras}"
     );
-    // the rest of the service works
     assert_eq!(app.names_in(demo("sample5.jpg")).await.0, vec!["Zhou Min"]);
+    camera("live")
+}
+
+#[tokio::test]
+async fn an_mjpeg_camera_is_watched_and_an_unreachable_one_does_not_stop_the_service() {
+    let url = serve_mjpeg(demo("sample5.jpg")).await;
+    // a port nobody listens on
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/video", listener.local_addr().unwrap())
+    };
+    let live = watch_working_and_dead(
+        SourceSettings::Mjpeg { url },
+        SourceSettings::Mjpeg { url: dead },
+        0.0,
+        "connect",
+    )
+    .await;
+    assert_eq!(live["source"], "mjpeg");
+}
+
+#[tokio::test]
+async fn a_video_camera_is_tracked_and_a_dead_stream_is_retried_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Zhou Min (sample5) in a clip played at its own frame rate, again and again: one track
+    // after another, one greeting per visit
+    let clip = crate::common::make_clip(dir.path(), "sample5.jpg", 2);
+    let dead = dir.path().join("unplugged.mp4").display().to_string();
+    let live = watch_working_and_dead(
+        SourceSettings::Video {
+            url: clip.display().to_string(),
+            repeat: true,
+        },
+        SourceSettings::Video {
+            url: dead,
+            repeat: false,
+        },
+        5.0,
+        "unplugged.mp4",
+    )
+    .await;
+    assert_eq!(live["source"], "video");
+    assert!(live["frames_analysed"].as_u64().unwrap() >= 10, "{live}");
+    let fps = live["fps_in"].as_f64().unwrap();
+    assert!((3.0..=7.0).contains(&fps), "sampled at 5 a second: {live}");
 }

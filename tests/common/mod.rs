@@ -207,3 +207,53 @@ pub fn huge_png_header() -> Vec<u8> {
     png.extend(chunk(b"IEND", &[]));
     png
 }
+
+/// A short H.264-free (MPEG-4 part 2) clip made by ffmpeg from a still photo: `seconds` long at
+/// 25 fps, scaled to 960 px wide and panning slowly, so faces move between frames.
+pub fn make_clip(dir: &Path, photo: &str, seconds: u32) -> PathBuf {
+    let clip = dir.join(format!("{}.mp4", photo.trim_end_matches(".jpg")));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-loop", "1", "-framerate", "25", "-t", &seconds.to_string()])
+        .arg("-i")
+        .arg(demo_photo(photo))
+        .args([
+            "-vf",
+            "scale=960:-2,crop=880:iw*0.6:'40+30*sin(n/15)':0",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(status.success(), "ffmpeg made no clip from {photo}");
+    clip
+}
+
+/// A folder of labelled portraits (DIR/<name>/portrait.jpg): the face at `face` of a demo
+/// photo's face-api reference boxes, cropped with a margin, for each (name, photo, face).
+pub fn make_people_dir(dir: &Path, people: &[(&str, &str, usize)]) {
+    let reference = reference();
+    for &(name, photo, face) in people {
+        let image = reference
+            .images
+            .iter()
+            .find(|i| i.file == photo)
+            .expect("a demo photo");
+        let frame = greeter::vision::decode::load(&demo_photo(photo), 50_000_000).unwrap();
+        let [x, y, w, h] = image.ssd[face].bbox;
+        let (x0, y0) = ((x - w / 2.0).max(0.0) as u32, (y - h / 2.0).max(0.0) as u32);
+        let (x1, y1) = (
+            ((x + 1.5 * w) as u32).min(frame.width()),
+            ((y + 1.5 * h) as u32).min(frame.height()),
+        );
+        let crop = image::imageops::crop_imm(&frame, x0, y0, x1 - x0, y1 - y0).to_image();
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        crop.save(folder.join("portrait.jpg")).unwrap();
+    }
+}
