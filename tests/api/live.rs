@@ -41,6 +41,8 @@ async fn the_console_sees_each_recognition_once_with_its_score_and_face_crop() {
     for recognition in &seen {
         assert_eq!(recognition["card"]["customer_id"], zhou);
         assert!(recognition["card"]["score"].as_f64().unwrap() >= threshold);
+        // both sources follow their faces across frames
+        assert!(recognition["track"].as_u64().is_some(), "{recognition}");
         let crop_path = recognition["crop"].as_str().unwrap();
         let crop = app.get(crop_path, ADMIN_KEY).await;
         assert_eq!(crop.status(), 200);
@@ -79,4 +81,45 @@ async fn the_console_sees_each_recognition_once_with_its_score_and_face_crop() {
             .await;
         assert_eq!(crop.status(), 404);
     }
+}
+
+#[tokio::test]
+async fn a_terminals_frames_carry_track_ids_that_follow_each_face() {
+    let app = spawn_app(|_| {}).await;
+    let boxes_and_tracks = |body: Value| -> Vec<(f64, u64)> {
+        body["faces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["box"]["x"].as_f64().unwrap(),
+                    f["track"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut frames = Vec::new();
+    for photo in ["sample5.jpg", "sample5.jpg", "sample1.jpg"] {
+        let response = app.recognize(demo(photo), TERMINAL_KEY).await;
+        assert_eq!(response.status(), 200);
+        let mut faces = boxes_and_tracks(response.json().await.unwrap());
+        faces.sort_by(|a, b| a.0.total_cmp(&b.0));
+        frames.push(faces);
+    }
+    // the same five faces again: the same five tracks, in the same places
+    assert_eq!(frames[0].len(), 5);
+    assert_eq!(frames[0], frames[1]);
+    let mut ids: Vec<u64> = frames[0].iter().map(|f| f.1).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    // other people elsewhere: new tracks
+    assert!(
+        frames[2].iter().all(|(_, id)| !ids.contains(id)),
+        "{frames:?}"
+    );
+    // another caller's tracks are its own
+    let response = app.recognize(demo("sample5.jpg"), ADMIN_KEY).await;
+    let other = boxes_and_tracks(response.json().await.unwrap());
+    assert!(other.iter().all(|(_, id)| *id <= 5), "{other:?}");
 }

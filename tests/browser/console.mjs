@@ -92,6 +92,7 @@ try {
     const seen = page.locator("#live-cards .live", { hasText: "Browser Customer" });
     await seen.waitFor();
     if (!/score 0\.9\d\d/.test(await seen.innerText())) throw new Error(`no score: ${await seen.innerText()}`);
+    if (!/track \d+/.test(await seen.innerText())) throw new Error(`no track: ${await seen.innerText()}`);
     await page.waitForFunction(() => document.querySelector("#live-cards .live img")?.naturalWidth > 0);
     await page.screenshot({ path: `${SHOTS}/live.png` });
   });
