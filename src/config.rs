@@ -202,9 +202,13 @@ impl Settings {
                 self.server.bind
             ));
         }
-        if self.server.inference_workers == 0 || self.server.max_body_bytes == 0 {
+        if self.server.inference_workers == 0
+            || self.server.max_body_bytes == 0
+            || self.server.max_connections == 0
+            || self.server.header_read_timeout_ms == 0
+        {
             return bad(
-                "server.inference_workers and server.max_body_bytes must be positive".into(),
+                "server.inference_workers, max_body_bytes, max_connections and header_read_timeout_ms must be positive".into(),
             );
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {

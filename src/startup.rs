@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use axum_server::accept::DefaultAcceptor;
+
+use crate::api::connections::ConnectionCap;
 use crate::api::{self, AppState, Keys};
 use crate::config::Settings;
 use crate::engine::Engine;
@@ -51,6 +54,30 @@ impl Application {
             .with_context(|| format!("cannot listen on {bind}"))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
+        // One server for HTTP and HTTPS: hyper closes connections that send no complete request
+        // head in time (idle, half-sent, slowloris), and the cap bounds what is open at once.
+        let handle = axum_server::Handle::new();
+        tokio::spawn({
+            let (handle, stop) = (handle.clone(), stop.clone());
+            async move {
+                stop.cancelled().await;
+                handle.graceful_shutdown(Some(Duration::from_secs(5)));
+            }
+        });
+        // HTTP/1.1 only (glasses, tills and browsers all speak it): the header timeouts below are
+        // HTTP/1's, and an HTTP/2 connection would idle outside them
+        let header_timeout = Duration::from_millis(settings.server.header_read_timeout_ms);
+        let mut server = axum_server::from_tcp(listener)?
+            .handle(handle)
+            .http1_only()
+            // a new connection that sends no request at all
+            .first_request_timeout(header_timeout);
+        // a request head sent too slowly, or a kept-alive connection idle between requests
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(header_timeout);
+        let capped = ConnectionCap::new(DefaultAcceptor, settings.server.max_connections);
         let server: ServerFuture = match &tls {
             Some((cert, key)) => {
                 // one process-wide crypto provider; a second install (tests) is harmless
@@ -64,26 +91,13 @@ impl Application {
                             key.display()
                         )
                     })?;
-                let handle = axum_server::Handle::new();
-                tokio::spawn({
-                    let (handle, stop) = (handle.clone(), stop.clone());
-                    async move {
-                        stop.cancelled().await;
-                        handle.graceful_shutdown(Some(Duration::from_secs(5)));
-                    }
-                });
-                let server = axum_server::from_tcp_rustls(listener, config)?
-                    .handle(handle)
-                    .serve(app.into_make_service());
-                Box::pin(server)
+                let mut rustls = (*config.get_inner()).clone();
+                rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls));
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(capped);
+                Box::pin(server.acceptor(tls).serve(app.into_make_service()))
             }
-            None => {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let server = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future();
-                Box::pin(server)
-            }
+            None => Box::pin(server.acceptor(capped).serve(app.into_make_service())),
         };
         engine.start(&stop);
         tracing::info!(port, tls = tls.is_some(), "greeter listening");

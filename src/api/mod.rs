@@ -3,6 +3,7 @@
 //! OpenAPI schemas) live here.
 
 mod auth;
+pub mod connections;
 mod console;
 mod customers;
 mod error;
@@ -39,6 +40,10 @@ use crate::engine::{Caller as GateCaller, Engine, EngineError, Photo};
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct ServerSettings {
     pub bind: String,
+    /// connections open at once; more are closed as they arrive
+    pub max_connections: usize,
+    /// a client must send a request's headers within this, or its connection is closed
+    pub header_read_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub request_timeout_ms: u64,
     pub inference_workers: usize,

@@ -63,6 +63,24 @@ pub struct VideoInfo {
     pub duration_s: Option<f64>,
 }
 
+/// The URL's password, if it has one (`rtsp://user:password@host/…`).
+fn password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (credentials, _) = authority.rsplit_once('@')?;
+    let (_, password) = credentials.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// `text` (the URL, or a line ffmpeg wrote about it) without the URL's password: logs and
+/// `GET /v1/cameras` are read by more people than the config file.
+pub fn hide_password(text: &str, url: &str) -> String {
+    match password(url) {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_owned(),
+    }
+}
+
 fn is_file(url: &str) -> bool {
     !url.contains("://") || url.starts_with("file:")
 }
@@ -145,8 +163,8 @@ pub fn probe(url: &str) -> Result<VideoInfo, VideoError> {
     ]);
     command.args(input_args(url));
     let bad = |why: String| VideoError::Probe {
-        url: url.to_owned(),
-        why,
+        url: hide_password(url, url),
+        why: hide_password(&why, url),
     };
     let stdout = output_within(command, STALL).map_err(|why| {
         if why.contains("No such file or directory (os error 2)") && which_missing("ffprobe") {
@@ -214,7 +232,7 @@ impl VideoStream {
         let info = probe(url)?;
         if info.width as u64 * info.height as u64 > options.max_pixels {
             return Err(VideoError::TooLarge {
-                url: url.to_owned(),
+                url: hide_password(url, url),
                 width: info.width,
                 height: info.height,
                 max: options.max_pixels,
@@ -253,9 +271,11 @@ impl VideoStream {
         let last_error = Arc::new(Mutex::new(None));
         std::thread::spawn({
             let last_error = last_error.clone();
-            let url = url.to_owned();
+            let raw = url.to_owned();
+            let url = hide_password(url, url);
             move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let line = hide_password(&line, &raw);
                     tracing::warn!(url = %url, decoder = %line, "ffmpeg");
                     *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
                 }
@@ -363,12 +383,13 @@ pub(super) fn spawn(
     stop: CancellationToken,
 ) {
     std::thread::spawn(move || {
+        let shown = hide_password(&url, &url);
         let mut backoff = Backoff::default();
         loop {
             slot.set_state("connecting", None);
             let error = match VideoStream::open(&url, &options, &stop) {
                 Ok(mut stream) => {
-                    tracing::info!(camera = %id, url = %url, width = stream.info.width, height = stream.info.height, fps = stream.info.fps, "video camera started");
+                    tracing::info!(camera = %id, url = %shown, width = stream.info.width, height = stream.info.height, fps = stream.info.fps, "video camera started");
                     let mut frames = 0u64;
                     let ended = loop {
                         match stream.next_frame() {
@@ -401,7 +422,7 @@ pub(super) fn spawn(
                 Err(e) => crate::telemetry::chain(&e),
             };
             let delay = backoff.next_delay();
-            tracing::warn!(camera = %id, url = %url, error = %error, retry_in_s = delay.as_secs(), "video camera lost its stream");
+            tracing::warn!(camera = %id, url = %shown, error = %error, retry_in_s = delay.as_secs(), "video camera lost its stream");
             slot.set_state("retrying", Some(error));
             let until = Instant::now() + delay;
             while Instant::now() < until {
@@ -412,4 +433,38 @@ pub(super) fn spawn(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cameras_password_is_never_shown() {
+        let url = "rtsp://admin:s3cret@192.168.1.64:554/Streaming/Channels/101";
+        assert_eq!(
+            hide_password(url, url),
+            "rtsp://admin:***@192.168.1.64:554/Streaming/Channels/101"
+        );
+        let line = format!("{url}: Connection refused");
+        assert!(!hide_password(&line, url).contains("s3cret"));
+        for plain in [
+            "rtsp://192.168.1.64/live",
+            "/videos/door.mp4",
+            "http://cam/a@b",
+        ] {
+            assert_eq!(hide_password(plain, plain), plain);
+        }
+    }
+
+    #[test]
+    fn files_are_told_from_streams() {
+        assert!(is_file("/videos/door.mp4"));
+        assert!(is_file("file:door.mp4"));
+        assert!(!is_file("rtsp://cam/live"));
+        assert_eq!(
+            input_args("rtsp://cam/live"),
+            ["-rtsp_transport", "tcp", "-i", "rtsp://cam/live"]
+        );
+    }
 }

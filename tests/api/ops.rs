@@ -472,3 +472,79 @@ async fn pages_carry_a_content_policy_and_customer_data_is_never_cached() {
         );
     }
 }
+
+#[tokio::test]
+async fn idle_and_half_sent_connections_are_closed_and_the_cap_holds() {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app(|s| {
+        s.server.header_read_timeout_ms = 500;
+        s.server.max_connections = 20;
+        s.server.keepalive_s = 1;
+    })
+    .await;
+    // a pair of glasses listening: its stream holds a slot and outlives the header timeout
+    let events = app
+        .get("/v1/terminals/glasses-1/events", TERMINAL_KEY)
+        .await;
+    assert_eq!(events.status(), 200);
+    let mut stream = events.bytes_stream();
+
+    // 40 clients that connect and say nothing, 10 that stop halfway through their headers
+    let address = format!("127.0.0.1:{}", app.port);
+    let started = std::time::Instant::now();
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        if i >= 40 {
+            // refused ones may already be closed: a failed write is fine
+            let _ = socket
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: greeter\r\n")
+                .await;
+        }
+        clients.push(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let closed = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {} // a 408 or 400 before the close is fine
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "a silent client was never cut off");
+            started.elapsed()
+        }));
+    }
+    let mut closed_after = Vec::new();
+    for client in clients {
+        closed_after.push(client.await.unwrap());
+    }
+    let at_once = closed_after
+        .iter()
+        .filter(|d| **d < Duration::from_millis(400))
+        .count();
+    let timed_out = closed_after.len() - at_once;
+    // 19 slots were left beside the event stream: those clients were cut off by the timeout,
+    // the rest at once
+    assert!((25..=31).contains(&at_once), "{closed_after:?}");
+    assert!(timed_out >= 19, "{closed_after:?}");
+
+    // slots are free again; the event stream is still alive (keep-alives arrive)
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    // keep-alives come every second: one arriving well after the header timeout proves it
+    while started.elapsed() < Duration::from_millis(1500) {
+        let chunk = tokio::time::timeout(Duration::from_secs(3), stream.next())
+            .await
+            .expect("the event stream still sends");
+        assert!(chunk.unwrap().is_ok());
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("greeter_connections_refused_total"),
+        "{metrics}"
+    );
+}
