@@ -139,6 +139,7 @@ fn passing_face(embedding: Vec<f32>) -> FaceObservation {
 fn startup_bench(portraits: usize) -> (tempfile::TempDir, GallerySettings, MatchRules) {
     let dir = tempfile::tempdir().unwrap();
     let settings = GallerySettings {
+        min_portrait_agreement: 0.8,
         data_dir: dir.path().to_owned(),
         index_factory: "IDMap,Flat".into(),
         index_parameters: BTreeMap::new(),

@@ -121,7 +121,7 @@ fn gallery_status(error: &GalleryError) -> StatusCode {
             | Refusal::ConsentRefused(_)
             | Refusal::LongName { .. }
             | Refusal::NoPortraits => StatusCode::BAD_REQUEST,
-            Refusal::Quality { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Quality { .. } | Refusal::Disagree { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Duplicate { .. } => StatusCode::CONFLICT,
         },
         GalleryError::Store(_)

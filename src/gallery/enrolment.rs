@@ -28,6 +28,15 @@ pub enum Refusal {
         reasons: Vec<String>,
     },
     #[error(
+        "{a} and {b} do not look like the same person (similarity {score:.3} < {floor}); use force to enrol anyway"
+    )]
+    Disagree {
+        a: String,
+        b: String,
+        score: f32,
+        floor: f32,
+    },
+    #[error(
         "{origin}: looks like existing customer {customer_id} ({name}), similarity {score:.3}; use force to enrol anyway"
     )]
     Duplicate {
@@ -164,6 +173,9 @@ impl Gallery {
         if portraits.is_empty() {
             return Err(Refusal::NoPortraits.into());
         }
+        if !force {
+            self.one_person(&portraits)?;
+        }
         let rules = self.rules();
         let mut out = Vec::with_capacity(portraits.len());
         for p in portraits {
@@ -213,6 +225,26 @@ impl Gallery {
             });
         }
         Ok(out)
+    }
+
+    /// Portraits given together must be of one person: every pair at least
+    /// `min_portrait_agreement` alike, a floor below which no two photos of one person fell.
+    fn one_person(&self, portraits: &[PortraitInput]) -> Result<(), Refusal> {
+        let floor = self.settings.min_portrait_agreement;
+        for (i, a) in portraits.iter().enumerate() {
+            for b in &portraits[i + 1..] {
+                let score = crate::vision::similarity(&a.face.embedding, &b.face.embedding);
+                if score < floor {
+                    return Err(Refusal::Disagree {
+                        a: a.source.clone(),
+                        b: b.source.clone(),
+                        score,
+                        floor,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The best new portraits that fit under the cap next to `existing`, and the existing ones

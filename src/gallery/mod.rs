@@ -41,6 +41,9 @@ pub struct GallerySettings {
     #[serde(default)]
     pub index_parameters: std::collections::BTreeMap<String, f64>,
     pub max_portraits_per_customer: usize,
+    /// portraits given together (one enrolment) must be at least this alike, pair by pair, or
+    /// they are refused as not one person (unless forced)
+    pub min_portrait_agreement: f32,
     /// threads faiss uses per search (1 is best for one query at a time)
     pub search_threads: usize,
     /// seconds between saves of a changed vector index (the service's; the CLI saves on exit)

@@ -514,3 +514,54 @@ async fn a_customer_gets_a_copy_of_everything_kept_about_them() {
     let audit: Value = app.get_json("/v1/audit?what=export", ADMIN_KEY).await;
     assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
 }
+
+#[tokio::test]
+async fn portraits_of_two_people_are_not_one_customer() {
+    let app = spawn_app(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    // the two least alike faces of the demo photos (0.80 with the shipped net)
+    crate::common::make_people_dir(
+        dir.path(),
+        &[("one", "sample2.jpg", 0), ("other", "sample5.jpg", 4)],
+    );
+    let read = |who: &str| std::fs::read(dir.path().join(who).join("portrait.jpg")).unwrap();
+    let form = |force: bool| {
+        let form = reqwest::multipart::Form::new()
+            .text("name", "Sam Lee")
+            .text("consent", "signed at till 3")
+            .part("portrait", image_part(read("one"), "sam.jpg"))
+            .part("portrait", image_part(read("other"), "someone-else.jpg"));
+        if force {
+            form.text("force", "true")
+        } else {
+            form
+        }
+    };
+    let refused = app.enrol(form(false), POS_KEY).await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("sam.jpg")
+            && error.contains("someone-else.jpg")
+            && error.contains("do not look like the same person"),
+        "{error}"
+    );
+    let customers: Value = app.get_json("/v1/customers", ADMIN_KEY).await;
+    assert_eq!(customers.as_array().unwrap().len(), 0, "nothing enrolled");
+    // the same person twice is one customer; two people only when the store insists
+    let form_same = reqwest::multipart::Form::new()
+        .text("name", "Zhou Min")
+        .text("consent", "signed at till 3")
+        .part("portrait", image_part(zhou_portrait(), "zhou.png"))
+        .part(
+            "portrait",
+            image_part(
+                std::fs::read(crate::common::fixtures().join("crops/sample5_face0_landmarks.png"))
+                    .unwrap(),
+                "zhou-again.png",
+            ),
+        );
+    assert_eq!(app.enrol(form_same, POS_KEY).await.status(), 201);
+    assert_eq!(app.enrol(form(true), POS_KEY).await.status(), 201);
+}
