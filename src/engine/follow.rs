@@ -93,16 +93,6 @@ impl Follower {
             ended,
             ..Followed::default()
         };
-        for (&id, face) in ids.iter().zip(&found.faces) {
-            if let Some(card) = self.cards.get(&id) {
-                followed.in_view.push(Greeting {
-                    track: id,
-                    card: card.clone(),
-                    bbox: face.bbox,
-                    t,
-                });
-            }
-        }
         for face in &found.faces {
             let large = face.quality.face_px >= RECOGNISABLE_PX;
             followed.faces_passed += face.quality.passed as usize;
@@ -159,6 +149,18 @@ impl Follower {
             };
             if let Some(greeting) = self.decide(recognizer, id, frame, bbox, t)? {
                 followed.greetings.push(greeting);
+            }
+        }
+        // named tracks in view, decided now or before, that were not greeted in this frame
+        for (&id, face) in ids.iter().zip(&found.faces) {
+            let greeted = followed.greetings.iter().any(|g| g.track == id);
+            if let (Some(card), false) = (self.cards.get(&id), greeted) {
+                followed.in_view.push(Greeting {
+                    track: id,
+                    card: card.clone(),
+                    bbox: face.bbox,
+                    t,
+                });
             }
         }
         Ok(followed)

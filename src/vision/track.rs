@@ -189,6 +189,13 @@ impl Tracker {
     /// Matches the frame's detections to tracks at time `t` (seconds): the track id of each
     /// detection, in order. Tracks unseen for `max_gap_s` end and are returned.
     pub fn update(&mut self, t: f64, boxes: &[BBox]) -> (Vec<u64>, Vec<Track>) {
+        // a track gone too long is over before anything can match it: whoever stands there
+        // now is a new visit
+        let gap = self.settings.max_gap_s as f64;
+        let (ended, live) = std::mem::take(&mut self.tracks)
+            .into_iter()
+            .partition(|track| t - track.last_seen > gap);
+        self.tracks = live;
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, track) in self.tracks.iter().enumerate() {
             let predicted = track.predicted(t);
@@ -219,11 +226,6 @@ impl Tracker {
                 None => self.start(*b, t),
             })
             .collect();
-        let gap = self.settings.max_gap_s as f64;
-        let (ended, live) = std::mem::take(&mut self.tracks)
-            .into_iter()
-            .partition(|track| t - track.last_seen > gap);
-        self.tracks = live;
         (ids, ended)
     }
 
@@ -315,6 +317,11 @@ mod tests {
         let (_, ended) = tracker.update(1.5, &[]);
         assert_eq!(ended.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
         assert!(tracker.tracks().is_empty());
+        // back in the same place after the gap: a new track, not the old one
+        let (_, _) = tracker.update(2.0, &[bbox(0.0, 0.0)]);
+        let (again, ended) = tracker.update(4.0, &[bbox(0.0, 0.0)]);
+        assert_ne!(again, ids);
+        assert_eq!(ended.len(), 1);
     }
 
     #[test]
