@@ -12,39 +12,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use greeter::config::Settings;
-use greeter::startup::Application;
-use greeter::vision::decode;
-use support::{memory_mb, percentile};
+use support::{bench_settings, env_or, jpeg, memory_mb, one_face_vga, percentile, start};
 
 const KEY: &str = "load-bench-admin-key-000000";
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn jpeg(image: &image::RgbImage) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
-}
-
 /// A 640×480 window around one face of sample1, and the same window scaled to 1920 wide.
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
-    let demo = greeter::config::home().join(".cache/face-api/package/demo/sample1.jpg");
-    let photo = decode::decode(
-        &std::fs::read(demo).expect("run scripts/setup.sh first"),
-        u64::MAX,
-    )
-    .unwrap();
-    let vga = image::imageops::crop_imm(&photo, 100, 200, 640, 480).to_image();
+    let vga = one_face_vga();
     let wide = image::imageops::resize(&vga, 1920, 1440, image::imageops::FilterType::Triangle);
     vec![("640x480", jpeg(&vga)), ("1920x1440", jpeg(&wide))]
 }
@@ -201,13 +178,7 @@ fn main() {
         .filter_map(|c| c.trim().parse().ok())
         .collect();
     let data = tempfile::tempdir().unwrap();
-    let mut settings = Settings::load(None).expect("settings");
-    settings.server.bind = "127.0.0.1:0".into();
-    settings.gallery.data_dir = data.path().to_owned();
-    settings.auth = greeter::api::AuthSettings {
-        admin: vec![KEY.into()],
-        ..Default::default()
-    };
+    let mut settings = bench_settings(data.path(), KEY);
     // every pushed frame is analysed and gets its own card
     settings.server.announce_cooldown_s = 0;
     for camera in &mut settings.cameras {
@@ -220,10 +191,7 @@ fn main() {
     let frames = frames();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let app = Application::build(settings).await.expect("service starts");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let stop = app.stop_token();
-        tokio::spawn(app.run_until_stopped());
+        let (base, stop) = start(settings).await;
         let form = reqwest::multipart::Form::new()
             .text("name", "Load Test")
             .text("consent", "bench")

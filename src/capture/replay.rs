@@ -1,4 +1,6 @@
-//! A file or a folder of images played as a camera, for demos and tests.
+//! A file or a folder of images played as a camera, for demos and tests. Each photo stays in
+//! view for 1/fps seconds, sent as several frames (at least `FRAMES_PER_PHOTO` a second): a
+//! camera names a face on its second agreeing frame, so a photo shown once would never be.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, Frame, FrameSlot, Pixels};
+
+/// Frames a second at least, while a photo is in view.
+const FRAMES_PER_PHOTO: f32 = 5.0;
 
 fn frames_of(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if path.is_file() {
@@ -46,20 +51,24 @@ pub(super) async fn run(
         }
     };
     tracing::info!(camera = %id, frames = files.len(), fps, repeat, "replay camera started");
-    let mut ticker = tokio::time::interval(Duration::from_secs_f32(1.0 / fps.max(0.01)));
+    let fps = fps.max(0.01);
+    let copies = (FRAMES_PER_PHOTO / fps).ceil().max(1.0);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f32(1.0 / (fps * copies)));
     loop {
         for file in &files {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            match tokio::fs::read(file).await {
-                Ok(bytes) => {
-                    slot.offer(Frame::new(Pixels::Encoded(bytes.into())));
-                }
+            let bytes = match tokio::fs::read(file).await {
+                Ok(bytes) => bytes::Bytes::from(bytes),
                 Err(e) => {
-                    tracing::warn!(camera = %id, file = %file.display(), error = %e, "replay frame unreadable, skipped")
+                    tracing::warn!(camera = %id, file = %file.display(), error = %e, "replay frame unreadable, skipped");
+                    continue;
                 }
+            };
+            for _ in 0..copies as usize {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                slot.offer(Frame::new(Pixels::Encoded(bytes.clone())));
             }
         }
         if !repeat {
