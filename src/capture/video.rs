@@ -95,14 +95,9 @@ fn input_args(url: &str) -> Vec<&str> {
     args
 }
 
-/// Runs a command to its end, killed after `timeout`; its stdout.
-fn output_within(mut command: Command, timeout: Duration) -> Result<Vec<u8>, String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+/// Waits for a child (stdout and stderr piped) to end, killed after `timeout`; its stdout, or
+/// the last line of its stderr.
+fn output_within(mut child: Child, timeout: Duration) -> Result<Vec<u8>, String> {
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let out = std::thread::spawn(move || {
@@ -166,15 +161,16 @@ pub fn probe(url: &str) -> Result<VideoInfo, VideoError> {
         url: hide_password(url, url),
         why: hide_password(&why, url),
     };
-    let stdout = output_within(command, STALL).map_err(|why| {
-        if why.contains("No such file or directory (os error 2)") && which_missing("ffprobe") {
-            return VideoError::Spawn {
-                program: "ffprobe",
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            };
-        }
-        bad(why)
-    })?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| VideoError::Spawn {
+            program: "ffprobe",
+            source,
+        })?;
+    let stdout = output_within(child, STALL).map_err(bad)?;
     let probe: Probe = serde_json::from_slice(&stdout).map_err(|e| bad(e.to_string()))?;
     let stream = probe
         .streams
@@ -197,15 +193,6 @@ pub fn probe(url: &str) -> Result<VideoInfo, VideoError> {
             .and_then(|f| f.duration)
             .and_then(|d| d.parse().ok()),
     })
-}
-
-fn which_missing(program: &str) -> bool {
-    Command::new(program)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
 }
 
 /// One running ffmpeg; killed when dropped.

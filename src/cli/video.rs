@@ -84,8 +84,9 @@ struct TrackReport {
     last_seen: f64,
     frames: u32,
     embedded: u32,
-    /// the name given, or null: unknown
+    /// the name given and its fused score, or null: unknown
     name: Option<String>,
+    score: Option<f32>,
     /// false for a customer already announced on this source within the cool-down
     announced: bool,
 }
@@ -262,23 +263,25 @@ fn run(settings: &Settings, args: &EvalVideoArgs, per_person: usize) -> Result<R
     ended.sort_by_key(|t| t.id);
     report.tracks = ended
         .into_iter()
-        .map(|t| TrackReport {
-            track: t.id,
-            first_seen: t.first_seen,
-            last_seen: t.last_seen,
-            frames: t.frames,
-            embedded: t.embedded,
-            name: match t.verdict {
-                Verdict::Known { customer_id, .. } => names.get(&customer_id).cloned(),
-                Verdict::Undecided => None,
-            },
-            announced: matches!(
-                t.verdict,
+        .map(|t| {
+            let (name, score, announced) = match t.verdict {
                 Verdict::Known {
-                    announced: true,
-                    ..
-                }
-            ),
+                    customer_id,
+                    score,
+                    announced,
+                } => (names.get(&customer_id).cloned(), Some(score), announced),
+                Verdict::Undecided => (None, None, false),
+            };
+            TrackReport {
+                track: t.id,
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                frames: t.frames,
+                embedded: t.embedded,
+                name,
+                score,
+                announced,
+            }
         })
         .collect();
     let n = report.frames_analysed.max(1) as f64;

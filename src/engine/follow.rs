@@ -71,10 +71,6 @@ impl Follower {
         }
     }
 
-    pub fn tracks(&self) -> &[Track] {
-        self.tracker.tracks()
-    }
-
     /// One frame at `t` seconds into the source.
     pub fn step(
         &mut self,
@@ -128,6 +124,7 @@ impl Follower {
             let Some(embedding) = embedding else { continue };
             followed.embedded += 1;
             let evidence = Evidence {
+                named: named_as(recognizer, &embedding)?,
                 embedding,
                 weight: found.faces[i].quality.weight,
             };
@@ -183,6 +180,13 @@ impl Follower {
         if track.verdict != Verdict::Undecided || track.evidence.len() < min_faces {
             return Ok(None);
         }
+        // each face was named when it came; a track last decided a while ago asks again, the
+        // gallery may have changed since (a customer enrolled while in view)
+        if t - track.last_decided >= REDECIDE_S {
+            for evidence in &mut track.evidence {
+                evidence.named = named_as(recognizer, &evidence.embedding)?;
+            }
+        }
         track.last_decided = t;
         let fused = track.fused().expect("has evidence");
         let Decision::Known { best, .. } = recognizer.gallery.identify(&fused)? else {
@@ -191,14 +195,11 @@ impl Follower {
         // and `min_faces` of its faces must each, on their own, be named as that customer by
         // the same rules: fusion steadies a track's score, it must not lift a stranger whose
         // blurred faces all sit just under the threshold above it
-        let mut agreeing = 0;
-        for evidence in &track.evidence {
-            if let Decision::Known { best: own, .. } =
-                recognizer.gallery.identify(&evidence.embedding)?
-            {
-                agreeing += (own.customer_id == best.customer_id) as usize;
-            }
-        }
+        let agreeing = track
+            .evidence
+            .iter()
+            .filter(|e| e.named == Some(best.customer_id))
+            .count();
         if agreeing < min_faces {
             return Ok(None);
         }
@@ -213,7 +214,6 @@ impl Follower {
         track.verdict = Verdict::Known {
             customer_id: best.customer_id,
             score: best.score,
-            at: t,
             announced: !seen_lately,
         };
         self.cards.insert(id, card.clone());
@@ -234,4 +234,9 @@ impl Follower {
         self.cards.clear();
         self.tracker.finish()
     }
+}
+
+/// The customer the gallery names a face as, on its own.
+fn named_as(recognizer: &Recognizer, embedding: &[f32]) -> Result<Option<i64>, EngineError> {
+    Ok(recognizer.gallery.identify(embedding)?.customer_id())
 }

@@ -28,11 +28,13 @@ pub struct TrackSettings {
     pub min_agreement: f32,
 }
 
-/// A face kept as evidence: its embedding and quality weight.
+/// A face kept as evidence: its embedding, quality weight, and the customer the gallery names
+/// it as on its own (when last asked).
 #[derive(Debug, Clone)]
 pub struct Evidence {
     pub embedding: Embedding,
     pub weight: f32,
+    pub named: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,8 +44,6 @@ pub enum Verdict {
     Known {
         customer_id: i64,
         score: f32,
-        /// seconds into the source when it was decided
-        at: f64,
         /// false when the customer had been announced on this source within the cool-down
         announced: bool,
     },
@@ -289,6 +289,7 @@ mod tests {
         Evidence {
             embedding: vec![direction[0] / n, direction[1] / n],
             weight,
+            named: None,
         }
     }
 
