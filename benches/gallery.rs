@@ -3,6 +3,7 @@
 //! rebuilt from the store).
 //!
 //! Then identify latency at 100k portraits, idle and while enrolments and index saves run.
+//! First, what sealing at rest costs per embedding and per crop.
 //!
 //! cargo bench --bench gallery                      (all sizes: 10k, 100k, 1M)
 //! GALLERY_SIZES=10000,100000 cargo bench --bench gallery
@@ -141,6 +142,7 @@ fn startup_bench(portraits: usize) -> (tempfile::TempDir, GallerySettings, Match
     let settings = GallerySettings {
         min_portrait_agreement: 0.8,
         data_dir: dir.path().to_owned(),
+        key_file: dir.path().join("bench-data.key"),
         index_factory: "IDMap,Flat".into(),
         index_parameters: BTreeMap::new(),
         max_portraits_per_customer: 100,
@@ -332,7 +334,36 @@ identify with {portraits} portraits enrolled, 2000 probes:"
     }
 }
 
+/// What sealing adds per write and per read: an embedding (the shipped net's 128-d and the
+/// fused 1152-d) and a kept face crop (~20 KB JPEG).
+fn sealing_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sealer, _) =
+        greeter::gallery::seal::Sealer::generate(&dir.path().join("bench.key")).unwrap();
+    println!("sealing (AES-256-GCM, one value at a time, 10000 rounds):");
+    for (what, bytes) in [
+        ("128-d embedding", 128 * 4),
+        ("1152-d embedding", 1152 * 4),
+        ("20 KB crop", 20_000),
+    ] {
+        let plain = vec![7u8; bytes];
+        let rounds = 10_000;
+        let t = Instant::now();
+        let sealed: Vec<Vec<u8>> = (0..rounds)
+            .map(|i| sealer.seal(&plain, &format!("portrait {i}")).unwrap())
+            .collect();
+        let seal_us = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+        let t = Instant::now();
+        for (i, s) in sealed.iter().enumerate() {
+            sealer.open(s, &format!("portrait {i}")).unwrap();
+        }
+        let open_us = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+        println!("  {what:<17} seal {seal_us:>6.2} µs, open {open_us:>6.2} µs");
+    }
+}
+
 fn main() {
+    sealing_bench();
     let sizes: Vec<usize> = std::env::var("GALLERY_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())

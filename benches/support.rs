@@ -52,6 +52,7 @@ pub fn bench_settings(data: &std::path::Path, admin_key: &str) -> greeter::confi
     let mut settings = greeter::config::Settings::load(None).expect("settings");
     settings.server.bind = "127.0.0.1:0".into();
     settings.gallery.data_dir = data.to_owned();
+    settings.gallery.key_file = data.join("bench-data.key");
     settings.auth = greeter::api::AuthSettings {
         admin: vec![admin_key.into()],
         ..Default::default()

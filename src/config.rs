@@ -91,7 +91,8 @@ impl Settings {
             .merge(
                 Env::prefixed("GREETER_")
                     .split("__")
-                    .ignore(&["home", "config"]),
+                    // GREETER_DATA_KEY is the key itself, read by gallery::seal, never a setting
+                    .ignore(&["home", "config", "data_key"]),
             )
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
@@ -101,6 +102,7 @@ impl Settings {
         settings.runtime.onnxruntime = home.join(&settings.runtime.onnxruntime);
         settings.vision.models_dir = home.join(&settings.vision.models_dir);
         settings.gallery.data_dir = home.join(&settings.gallery.data_dir);
+        settings.gallery.key_file = home.join(&settings.gallery.key_file);
         for path in [&mut settings.server.tls_cert, &mut settings.server.tls_key]
             .into_iter()
             .flatten()

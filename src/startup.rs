@@ -2,6 +2,7 @@
 //! port. `greeter serve` and the integration tests start it through the same code.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,9 +96,17 @@ impl Application {
                 rustls.alpn_protocols = vec![b"http/1.1".to_vec()];
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls));
                 let tls = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(capped);
-                Box::pin(server.acceptor(tls).serve(app.into_make_service()))
+                Box::pin(
+                    server
+                        .acceptor(tls)
+                        .serve(app.into_make_service_with_connect_info::<SocketAddr>()),
+                )
             }
-            None => Box::pin(server.acceptor(capped).serve(app.into_make_service())),
+            None => Box::pin(
+                server
+                    .acceptor(capped)
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>()),
+            ),
         };
         engine.start(&stop);
         tracing::info!(port, tls = tls.is_some(), "greeter listening");

@@ -8,9 +8,7 @@ use std::process::Command;
 use common::ok_json;
 
 fn greeter(data: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_greeter"));
-    command.env("GREETER_GALLERY__DATA_DIR", data);
-    command
+    common::greeter_on(data)
 }
 
 #[test]

@@ -217,6 +217,7 @@ fn a_gallery_from_another_model_is_refused() {
     let settings = settings();
     let mut g = settings.gallery.clone();
     g.data_dir = dir.path().to_owned();
+    g.key_file = key_file(dir.path());
     let err = greeter::gallery::Gallery::open(g, settings.matching.clone(), "another-model", 128)
         .err()
         .unwrap();
@@ -297,7 +298,7 @@ fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
     );
     let (_, portraits) = gallery.customer(second.customer_id).unwrap();
     let crop = portraits[0].crop_file.clone().expect("a kept crop");
-    assert_ne!(crop, format!("{}.jpg", first.portrait_ids[0]));
+    assert_ne!(crop, format!("{}.crop", first.portrait_ids[0]));
 }
 
 #[test]

@@ -4,16 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
 fn greeter(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_greeter"))
-        .env("GREETER_GALLERY__DATA_DIR", data)
-        .args(args)
-        .output()
-        .unwrap()
+    greeter_on(data).args(args).output().unwrap()
 }
 
 fn fails_with(out: &Output, expected: &str) {

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn greeter(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_greeter"));
-    cmd.env("GREETER_GALLERY__DATA_DIR", data);
-    cmd
+    greeter_on(data)
 }
 
 fn import(data: &Path, photos: &Path) -> serde_json::Value {
@@ -128,5 +126,6 @@ fn open_gallery_with_model(
     let (id, dimensions) = greeter::vision::embedder_identity(&settings.vision).unwrap();
     let mut g = settings.gallery.clone();
     g.data_dir = dir.to_owned();
+    g.key_file = key_file(dir);
     greeter::gallery::Gallery::open(g, settings.matching.clone(), &id, dimensions).unwrap()
 }

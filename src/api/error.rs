@@ -131,7 +131,10 @@ fn gallery_status(error: &GalleryError) -> StatusCode {
         | GalleryError::Search { .. }
         | GalleryError::Io { .. }
         | GalleryError::ModelMismatch { .. }
-        | GalleryError::Dimensions { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        | GalleryError::Dimensions { .. }
+        | GalleryError::Seal(_)
+        | GalleryError::KeyMissing { .. }
+        | GalleryError::WrongKey { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

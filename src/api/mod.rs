@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog", post(customers::import_catalog))
         .route("/v1/calibration", get(settings::calibration))
         .route("/v1/audit", get(settings::audit))
+        .route("/v1/login", post(settings::login))
         .route(
             "/v1/settings/matching",
             get(settings::matching).put(settings::set_matching),

@@ -87,6 +87,7 @@ pub async fn metrics() -> impl IntoResponse {
         super::settings::matching,
         super::settings::set_matching,
         super::settings::audit,
+        super::settings::login,
         healthz,
         readyz,
         metrics,

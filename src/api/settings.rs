@@ -1,8 +1,11 @@
 //! Store IT's levers: calibration evidence and the matching rules, changed live and audited.
 
+use std::net::SocketAddr;
+
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Action, Caller};
@@ -49,7 +52,7 @@ pub async fn calibration(
 pub struct AuditQuery {
     /// how many entries, newest first (default 100, at most 1000)
     pub limit: Option<usize>,
-    /// one kind only: "enrol", "erase", "matching"
+    /// one kind only: "enrol", "erase", "withdraw", "export", "purge", "matching", "login"
     pub what: Option<String>,
 }
 
@@ -70,6 +73,44 @@ pub async fn audit(
     let admin = state.engine.admin.clone();
     let entries = blocking(move || admin.audit_log(limit, query.what.as_deref())).await?;
     Ok(Json(entries))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Session {
+    /// what the key may do: terminal, camera, pos or admin
+    #[schema(value_type = String)]
+    pub role: super::auth::Role,
+    /// how the audit log names this key (its role and the first bytes of its digest)
+    pub who: String,
+}
+
+/// Signing in (the console does it with the key it is given): checks the key and records the
+/// login, with the caller's address and browser, in the audit log (`what` = "login").
+#[utoipa::path(post, path = "/v1/login", tag = "settings",
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login(
+    caller: Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Result<Json<Session>, ApiError> {
+    let who = caller.who();
+    let agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown client")
+        .chars()
+        .take(120)
+        .collect();
+    let from = format!("from {} ({agent})", peer.ip());
+    let admin = state.engine.admin.clone();
+    let recorded = who.clone();
+    blocking(move || admin.record_login(&recorded, &from)).await?;
+    Ok(Json(Session {
+        role: caller.role,
+        who,
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

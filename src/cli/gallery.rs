@@ -329,6 +329,8 @@ pub(super) fn scratch_settings(settings: &Settings, per_person: usize) -> (Setti
     let scratch = std::env::temp_dir().join(format!("greeter-eval-{}", std::process::id()));
     let mut settings = settings.clone();
     settings.gallery.data_dir = scratch.clone();
+    // a throwaway gallery: its throwaway key goes with it
+    settings.gallery.key_file = scratch.join("eval-data.key");
     settings.gallery.keep_crops = false;
     settings.gallery.max_portraits_per_customer =
         settings.gallery.max_portraits_per_customer.max(per_person);
@@ -396,12 +398,22 @@ pub fn reembed(settings: &Settings, out: Output) -> Result<()> {
         Pipeline::load(&settings.vision, &settings.runtime)?,
         settings.vision.max_image_pixels,
     );
-    let redone = crate::gallery::reembed(&settings.gallery.data_dir, &model_id, |crop| {
-        Photo::read(crop)
-            .and_then(|photo| faces.largest_face(&photo))
-            .map(|(_, face)| face.embedding)
-            .map_err(|e| crate::telemetry::chain(&e))
-    })
+    let gallery = &settings.gallery;
+    let redone = crate::gallery::reembed(
+        &gallery.data_dir,
+        &gallery.key_file,
+        &model_id,
+        |file, jpeg| {
+            let photo = Photo {
+                origin: file.to_owned(),
+                bytes: jpeg.into(),
+            };
+            faces
+                .largest_face(&photo)
+                .map(|(_, face)| face.embedding)
+                .map_err(|e| crate::telemetry::chain(&e))
+        },
+    )
     .with_context(|| {
         format!(
             "cannot re-embed the gallery in {}",

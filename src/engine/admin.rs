@@ -68,8 +68,14 @@ impl Admin {
         Ok(self.gallery.rules())
     }
 
+    /// Someone signed in (the console): who (the key's name, never the key) and from where.
+    pub fn record_login(&self, who: &str, from: &str) -> Result<(), EngineError> {
+        tracing::info!(who, from, "login");
+        Ok(self.gallery.record(who, "login", from)?)
+    }
+
     /// The latest audit entries (of kind `what`, or all), newest first: enrolments, erasures,
-    /// matching-rule changes.
+    /// exports, purges, matching-rule changes, logins.
     pub fn audit_log(
         &self,
         limit: usize,

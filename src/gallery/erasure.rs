@@ -110,13 +110,7 @@ impl Gallery {
             .into_iter()
             .map(|p| {
                 let crop = match &p.crop_file {
-                    Some(file) => {
-                        let path = store.crop_path(file);
-                        Some(
-                            std::fs::read(&path)
-                                .map_err(|source| GalleryError::Io { path, source })?,
-                        )
-                    }
+                    Some(file) => Some(store.read_crop(file)?),
                     None => None,
                 };
                 Ok((p, crop))

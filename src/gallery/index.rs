@@ -2,7 +2,6 @@
 //! Derived from the store and rebuildable; persisted atomically with the store's change counter.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,6 +12,10 @@ use faiss::{Idx, Index, MetricType};
 use serde::{Deserialize, Serialize};
 
 use super::GalleryError;
+use super::seal::{SealError, Sealer};
+
+/// What the sealed index file is bound to.
+const SEALED_AS: &str = "vector index";
 
 const INDEX_FILE: &str = "index.faiss";
 const META_FILE: &str = "index.json";
@@ -228,22 +231,14 @@ impl VectorIndex {
         })
     }
 
-    /// Writes the index and then its metadata, each to a temporary file that is synced and
-    /// renamed into place: a crash leaves either the old pair, or a new index with old metadata
-    /// (which reads as stale and is rebuilt), never a torn file.
-    pub fn save(&self, dir: &Path, meta: &IndexMeta) -> Result<(), GalleryError> {
-        let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-        faiss::write_index(&self.index, tmp.to_string_lossy().as_ref()).map_err(faiss_err)?;
-        sync_and_rename(&tmp, &dir.join(INDEX_FILE))?;
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
+    /// Writes the index (sealed) and then its metadata, each to a temporary file that is
+    /// synced and renamed into place: a crash leaves either the old pair, or a new index with
+    /// old metadata (which reads as stale and is rebuilt), never a torn file.
+    pub fn save(&self, dir: &Path, meta: &IndexMeta, sealer: &Sealer) -> Result<(), GalleryError> {
+        let sealed = sealer.seal(&to_bytes(&self.index)?, SEALED_AS)?;
+        write_synced(&dir.join(INDEX_FILE), &sealed)?;
         let json = serde_json::to_vec(meta).expect("plain data serialises");
-        std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&json))
-            .map_err(|source| GalleryError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
-        sync_and_rename(&tmp, &dir.join(META_FILE))
+        write_synced(&dir.join(META_FILE), &json)
     }
 
     /// The saved index if it is exactly what `expected` describes; why not when it is missing,
@@ -252,6 +247,7 @@ impl VectorIndex {
         dir: &Path,
         expected: &IndexMeta,
         dimensions: u32,
+        sealer: &Sealer,
     ) -> Result<VectorIndex, Unusable> {
         let text = std::fs::read(dir.join(META_FILE)).map_err(Unusable::NoMetadata)?;
         let meta: IndexMeta = serde_json::from_slice(&text).map_err(Unusable::CorruptMetadata)?;
@@ -261,9 +257,11 @@ impl VectorIndex {
                 store: Box::new(expected.clone()),
             });
         }
-        let path = dir.join(INDEX_FILE);
-        let index =
-            faiss::read_index(path.to_string_lossy().as_ref()).map_err(Unusable::Unreadable)?;
+        let sealed = std::fs::read(dir.join(INDEX_FILE)).map_err(Unusable::NoIndex)?;
+        let bytes = sealer
+            .open(&sealed, SEALED_AS)
+            .map_err(Unusable::Unsealed)?;
+        let index = from_bytes(&bytes).map_err(|e| Unusable::Unreadable(Box::new(e)))?;
         if index.ntotal() != expected.count || index.d() != dimensions {
             return Err(Unusable::WrongShape {
                 vectors: index.ntotal(),
@@ -293,8 +291,12 @@ pub enum Unusable {
         saved: Box<IndexMeta>,
         store: Box<IndexMeta>,
     },
+    #[error("no saved index")]
+    NoIndex(#[source] std::io::Error),
+    #[error("the saved index does not open")]
+    Unsealed(#[source] SealError),
     #[error("unreadable index")]
-    Unreadable(#[source] faiss::error::Error),
+    Unreadable(#[source] Box<GalleryError>),
     #[error(
         "index holds {vectors} vectors of {dimensions} dimensions, expected {expected_vectors} of {expected_dimensions}"
     )]
@@ -306,24 +308,71 @@ pub enum Unusable {
     },
 }
 
-fn sync_and_rename(tmp: &PathBuf, dest: &Path) -> Result<(), GalleryError> {
-    let io = |source| GalleryError::Io {
-        path: dest.to_owned(),
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
+    crate::files::write_atomically(path, bytes).map_err(|source| GalleryError::Io {
+        path: path.to_owned(),
         source,
-    };
-    // faiss writes with the process's umask: vectors are biometric data, this user's only
-    std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(io)?;
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(tmp, dest).map_err(io)?;
-    if let Some(parent) = dest.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+    })
+}
+
+/// The index in faiss's own format, in memory: written to a file it would be a copy of every
+/// vector in the clear.
+fn to_bytes(index: &IndexImpl) -> Result<Vec<u8>, GalleryError> {
+    let mut buffer: *mut std::os::raw::c_char = std::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: open_memstream owns `buffer` until fclose, which leaves it holding `len` bytes
+    // that we copy and then free; faiss only writes through the FILE.
+    unsafe {
+        let file = libc::open_memstream(&mut buffer, &mut len);
+        if file.is_null() {
+            return Err(GalleryError::Io {
+                path: PathBuf::from("(memory)"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let code = faiss_sys::faiss_write_index(index.inner_ptr(), file.cast());
+        libc::fclose(file);
+        let bytes = if buffer.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(buffer.cast::<u8>(), len).to_vec()
+        };
+        libc::free(buffer.cast());
+        if code != 0 {
+            return Err(last_faiss_error(code));
+        }
+        Ok(bytes)
     }
-    Ok(())
+}
+
+fn from_bytes(bytes: &[u8]) -> Result<IndexImpl, GalleryError> {
+    use faiss::index::FromInnerPtr;
+    let unreadable = || GalleryError::Index(faiss::error::Error::IndexDescription);
+    if bytes.is_empty() {
+        return Err(unreadable());
+    }
+    // SAFETY: fmemopen reads `bytes` (alive for the whole call) through a read-only FILE; faiss
+    // hands back a new index that `IndexImpl` then owns.
+    unsafe {
+        let file = libc::fmemopen(
+            bytes.as_ptr() as *mut libc::c_void,
+            bytes.len(),
+            c"rb".as_ptr(),
+        );
+        if file.is_null() {
+            return Err(unreadable());
+        }
+        let mut inner = std::ptr::null_mut();
+        let code = faiss_sys::faiss_read_index(file.cast(), 0, &mut inner);
+        libc::fclose(file);
+        if code != 0 {
+            return Err(last_faiss_error(code));
+        }
+        if inner.is_null() {
+            return Err(unreadable());
+        }
+        Ok(IndexImpl::from_inner_ptr(inner))
+    }
 }
 
 #[cfg(test)]
@@ -414,30 +463,47 @@ mod tests {
     }
 
     #[test]
-    fn save_and_load_round_trip_and_stale_metadata_is_refused() {
+    fn save_and_load_round_trip_sealed_and_stale_metadata_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let (sealer, _) = Sealer::generate(&dir.path().join("data.key")).unwrap();
         let mut index = VectorIndex::new(2, "IDMap,Flat").unwrap();
-        index.add(&[7], &unit(&[1.0, 0.0])).unwrap();
+        let vector = unit(&[0.6, 0.8]);
+        index.add(&[7], &vector).unwrap();
         let meta = IndexMeta {
             change_counter: 3,
             model_id: "m".into(),
             factory: "IDMap,Flat".into(),
             count: 1,
         };
-        index.save(dir.path(), &meta).unwrap();
-        let loaded = VectorIndex::load(dir.path(), &meta, 2).unwrap();
-        assert_eq!(loaded.search(&unit(&[1.0, 0.0]), 1).unwrap()[0].0, 7);
+        index.save(dir.path(), &meta, &sealer).unwrap();
+        let on_disk = std::fs::read(dir.path().join(INDEX_FILE)).unwrap();
+        let clear: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(
+            !on_disk.windows(clear.len()).any(|w| w == clear.as_slice()),
+            "the vector is not on disk in the clear"
+        );
+        let loaded = VectorIndex::load(dir.path(), &meta, 2, &sealer).unwrap();
+        assert_eq!(loaded.search(&vector, 1).unwrap()[0].0, 7);
         let newer = IndexMeta {
             change_counter: 4,
             ..meta.clone()
         };
         assert!(
-            VectorIndex::load(dir.path(), &newer, 2)
+            VectorIndex::load(dir.path(), &newer, 2, &sealer)
                 .unwrap_err()
                 .to_string()
                 .contains("stale")
         );
-        std::fs::write(dir.path().join(INDEX_FILE), b"garbage").unwrap();
-        assert!(VectorIndex::load(dir.path(), &meta, 2).is_err());
+        let (other, _) = Sealer::generate(&dir.path().join("other.key")).unwrap();
+        assert!(matches!(
+            VectorIndex::load(dir.path(), &meta, 2, &other),
+            Err(Unusable::Unsealed(_))
+        ));
+        let garbage = sealer.seal(b"garbage", SEALED_AS).unwrap();
+        std::fs::write(dir.path().join(INDEX_FILE), garbage).unwrap();
+        assert!(matches!(
+            VectorIndex::load(dir.path(), &meta, 2, &sealer),
+            Err(Unusable::Unreadable(_))
+        ));
     }
 }

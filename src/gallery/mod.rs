@@ -7,6 +7,7 @@ pub mod index;
 pub mod matching;
 mod neighbours;
 mod reembed;
+pub mod seal;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,9 @@ pub use store::{BasketItem, Consent, Customer, NewPortrait, Portrait, Store};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GallerySettings {
     pub data_dir: PathBuf,
+    /// the data key that seals faces and embeddings, outside the data dir (`GREETER_DATA_KEY`
+    /// wins over it); generated on the first start of an empty data dir
+    pub key_file: PathBuf,
     /// faiss index-factory string: "IDMap,Flat" (exact), "IDMap,HNSW32" (approximate, large galleries)
     pub index_factory: String,
     /// faiss search parameters for that index, e.g. `efSearch = 128` for HNSW
@@ -84,6 +88,18 @@ pub enum GalleryError {
     NotReembedded { total: usize, problems: Vec<String> },
     #[error("refused")]
     Refused(#[from] Refusal),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    #[error(
+        "{data_dir} is sealed, but no data key was found in ${} or {key_file}: restore the key it was sealed with (a new key would not open it)",
+        seal::KEY_ENV
+    )]
+    KeyMissing {
+        data_dir: PathBuf,
+        key_file: PathBuf,
+    },
+    #[error("the data key from {key} does not open {data_dir}: it was sealed with another key")]
+    WrongKey { data_dir: PathBuf, key: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,7 +157,8 @@ impl Gallery {
         dimensions: u32,
     ) -> Result<(Self, OpenReport), GalleryError> {
         index::set_search_threads(settings.search_threads);
-        let store = Store::open(&settings.data_dir, model_id)?;
+        let store = Store::open(&settings.data_dir, &settings.key_file, model_id)?;
+        let sealer = store.sealer();
         let portraits = store.all_portraits()?;
         let owners: HashMap<i64, i64> = portraits.iter().map(|p| (p.id, p.customer_id)).collect();
         let mut neighbours = Neighbours::default();
@@ -158,6 +175,7 @@ impl Gallery {
             &settings.data_dir,
             &expected,
             dimensions,
+            &sealer,
         ) {
             Ok(index) => (index, None),
             Err(unusable) => {
@@ -174,7 +192,7 @@ impl Gallery {
                     .flat_map(|p| p.embedding.iter().copied())
                     .collect();
                 index.add(&ids, &vectors)?;
-                index.save(&settings.data_dir, &expected)?;
+                index.save(&settings.data_dir, &expected, &sealer)?;
                 (index, Some(reason))
             }
         };
@@ -224,7 +242,7 @@ impl Gallery {
         let _one_at_a_time = self.saving.lock();
         // cleared first: a change made while this snapshot is written marks it again
         self.unsaved.store(false, Ordering::Release);
-        let (snapshot, meta) = {
+        let (snapshot, meta, sealer) = {
             let store = self.store.lock();
             let vectors = self.vectors.read();
             let meta = IndexMeta {
@@ -233,12 +251,12 @@ impl Gallery {
                 factory: self.settings.index_factory.clone(),
                 count: vectors.owners.len() as u64,
             };
-            (vectors.index.snapshot()?, meta)
+            (vectors.index.snapshot()?, meta, store.sealer())
         };
         // An HNSW index with hidden removals is saved with them; its vector count then differs
         // from `meta.count`, so the next open rebuilds it clean.
         snapshot
-            .save(&self.settings.data_dir, &meta)
+            .save(&self.settings.data_dir, &meta, &sealer)
             .inspect_err(|_| {
                 self.unsaved.store(true, Ordering::Release);
             })
@@ -375,6 +393,12 @@ impl Gallery {
         store.save_matching_rules(&old, &new, who)?;
         *self.rules.write() = new;
         Ok(old)
+    }
+
+    /// An audit entry for something that changes no customer (a login).
+    pub fn record(&self, who: &str, what: &str, detail: &str) -> Result<(), GalleryError> {
+        let store = self.store.lock();
+        Ok(store::audit(store.connection(), who, what, "", detail)?)
     }
 
     pub fn audit_log(

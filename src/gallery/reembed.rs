@@ -10,11 +10,13 @@ use super::store::Store;
 /// rebuilt from the store at the next open. Returns how many portraits were redone.
 pub fn reembed<E: std::fmt::Display>(
     data_dir: &Path,
+    key_file: &Path,
     model_id: &str,
-    mut embed: impl FnMut(&Path) -> Result<Vec<f32>, E>,
+    mut embed: impl FnMut(&str, Vec<u8>) -> Result<Vec<f32>, E>,
 ) -> Result<usize, GalleryError> {
-    let mut store = Store::open_any_model(data_dir)?;
-    let portraits = store.all_portraits()?;
+    let mut store = Store::open_any_model(data_dir, key_file)?;
+    // ids and crops only: the old vectors may not even open (another model's, or damaged)
+    let portraits = store.portrait_crops()?;
     let mut redone = Vec::with_capacity(portraits.len());
     let mut problems = Vec::new();
     for p in &portraits {
@@ -25,7 +27,11 @@ pub fn reembed<E: std::fmt::Display>(
             ));
             continue;
         };
-        match embed(&store.crop_path(file)) {
+        let embedded = match store.read_crop(file) {
+            Ok(jpeg) => embed(file, jpeg).map_err(|e| e.to_string()),
+            Err(e) => Err(crate::telemetry::chain(&e)),
+        };
+        match embedded {
             Ok(embedding) => redone.push((p.id, embedding)),
             Err(e) => problems.push(format!(
                 "portrait {} (customer {}): {e}",

@@ -9,8 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::GalleryError;
+use super::seal::Sealer;
 
 mod erasure;
+mod sealing;
 
 const CHANGE_COUNTER: &str = "change_counter";
 const MODEL_ID: &str = "model_id";
@@ -86,13 +88,15 @@ pub struct NewPortrait {
 pub struct Store {
     conn: Connection,
     crops_dir: std::path::PathBuf,
+    /// seals embeddings and crops (and, through the gallery, the saved index)
+    sealer: std::sync::Arc<Sealer>,
 }
 
 impl Store {
-    /// Opens (creating and migrating) the database under `data_dir`, and checks that its
-    /// embeddings were made by `model_id`.
-    pub fn open(data_dir: &Path, model_id: &str) -> Result<Self, GalleryError> {
-        let store = Self::open_any_model(data_dir)?;
+    /// Opens (creating and migrating) the database under `data_dir`, unlocks it with the data
+    /// key (see `seal`), and checks that its embeddings were made by `model_id`.
+    pub fn open(data_dir: &Path, key_file: &Path, model_id: &str) -> Result<Self, GalleryError> {
+        let store = Self::open_any_model(data_dir, key_file)?;
         match store.meta(MODEL_ID)? {
             None => Self::set_meta(&store.conn, MODEL_ID, model_id)?,
             Some(stored) if stored != model_id => {
@@ -107,26 +111,32 @@ impl Store {
     }
 
     /// Opens the database whatever model made its embeddings (to re-embed them).
-    pub fn open_any_model(data_dir: &Path) -> Result<Self, GalleryError> {
+    pub fn open_any_model(data_dir: &Path, key_file: &Path) -> Result<Self, GalleryError> {
         crate::db::private_dir(&data_dir.join("crops")).map_err(|source| GalleryError::Io {
             path: data_dir.to_owned(),
             source,
         })?;
         let conn = crate::db::connect(data_dir)?;
-        let store = Store {
+        let (sealer, unsealed_before) = sealing::unlock(&conn, data_dir, key_file)?;
+        let mut store = Store {
             conn,
             crops_dir: data_dir.join("crops"),
+            sealer: std::sync::Arc::new(sealer),
         };
+        if unsealed_before {
+            store.seal_what_is_clear()?;
+        }
         store.sweep_crops()?;
         Ok(store)
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The data key, for what the gallery keeps beside the store (the saved index).
+    pub fn sealer(&self) -> std::sync::Arc<Sealer> {
+        self.sealer.clone()
     }
 
-    pub fn crop_path(&self, file: &str) -> std::path::PathBuf {
-        self.crops_dir.join(file)
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Swaps every portrait's embedding for one made by `model_id`, in one transaction.
@@ -137,7 +147,7 @@ impl Store {
     ) -> Result<(), GalleryError> {
         let tx = self.conn.transaction()?;
         for (id, embedding) in embeddings {
-            let blob: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let blob = sealing::seal_embedding(&self.sealer, *id, embedding)?;
             tx.execute(
                 "UPDATE portraits SET embedding = ?1, model_id = ?2 WHERE id = ?3",
                 params![blob, model_id, id],
@@ -197,7 +207,6 @@ impl Store {
         portraits: Vec<NewPortrait>,
     ) -> Result<(i64, Vec<i64>), GalleryError> {
         let model_id = self.model_id()?;
-        let crops_dir = self.crops_dir.clone();
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO customers(display_name, external_ref, consent_how, consent_by, consent_at, created_at)
@@ -205,7 +214,14 @@ impl Store {
             params![display_name, external_ref, consent.how, consent.by, consent.at, Utc::now()],
         )?;
         let customer_id = tx.last_insert_rowid();
-        let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
+        let ids = insert_portraits(
+            &tx,
+            &self.crops_dir,
+            &self.sealer,
+            customer_id,
+            &model_id,
+            portraits,
+        )?;
         // ids only: the audit log must outlive an erasure without holding the person
         audit(
             &tx,
@@ -224,9 +240,15 @@ impl Store {
         portraits: Vec<NewPortrait>,
     ) -> Result<Vec<i64>, GalleryError> {
         let model_id = self.model_id()?;
-        let crops_dir = self.crops_dir.clone();
         let tx = self.conn.transaction()?;
-        let ids = insert_portraits(&tx, &crops_dir, customer_id, &model_id, portraits)?;
+        let ids = insert_portraits(
+            &tx,
+            &self.crops_dir,
+            &self.sealer,
+            customer_id,
+            &model_id,
+            portraits,
+        )?;
         tx.commit()?;
         Ok(ids)
     }
@@ -293,21 +315,24 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&query)?;
         let rows = stmt.query_map(args, |r| {
-            let blob: Vec<u8> = r.get(2)?;
-            Ok(Portrait {
+            let sealed: Vec<u8> = r.get(2)?;
+            let portrait = Portrait {
                 id: r.get(0)?,
                 customer_id: r.get(1)?,
-                embedding: blob
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
+                embedding: Vec::new(),
                 quality: r.get(3)?,
                 source: r.get(4)?,
                 captured_at: r.get(5)?,
                 crop_file: r.get(6)?,
-            })
+            };
+            Ok((portrait, sealed))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|row| {
+            let (mut portrait, sealed) = row?;
+            portrait.embedding = sealing::open_embedding(&self.sealer, portrait.id, &sealed)?;
+            Ok(portrait)
+        })
+        .collect()
     }
 
     /// Records a visit and what was bought in it, in one transaction; returns the visit id.
@@ -425,24 +450,32 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
 fn insert_portraits(
     tx: &Transaction,
     crops_dir: &Path,
+    sealer: &Sealer,
     customer_id: i64,
     model_id: &str,
     portraits: Vec<NewPortrait>,
 ) -> Result<Vec<i64>, GalleryError> {
     let mut ids = Vec::with_capacity(portraits.len());
     for p in portraits {
-        let blob: Vec<u8> = p.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // the row first, for the id that the sealed embedding is bound to
         tx.execute(
             "INSERT INTO portraits(customer_id, embedding, model_id, quality, quality_detail, source, captured_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![customer_id, blob, model_id, p.quality, p.quality_detail, p.source, Utc::now()],
+             VALUES (?1, x'', ?2, ?3, ?4, ?5, ?6)",
+            params![customer_id, model_id, p.quality, p.quality_detail, p.source, Utc::now()],
         )?;
         let id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE portraits SET embedding = ?1 WHERE id = ?2",
+            params![sealing::seal_embedding(sealer, id, &p.embedding)?, id],
+        )?;
         if let Some(jpeg) = p.crop_jpeg {
             // Written (whole, synced) before the commit: a crash leaves at worst an orphan
             // file, swept at the next open, never a row pointing at nothing or at half a file.
-            let file = format!("{id}.jpg");
-            write_synced(&crops_dir.join(&file), &jpeg)?;
+            let file = format!("{id}.crop");
+            write_synced(
+                &crops_dir.join(&file),
+                &sealing::seal_crop(sealer, &file, &jpeg)?,
+            )?;
             tx.execute(
                 "UPDATE portraits SET crop_file = ?1 WHERE id = ?2",
                 params![file, id],

@@ -42,6 +42,7 @@ pub fn test_settings(data: &Path, tweak: impl FnOnce(&mut Settings)) -> Settings
     let mut settings = common::settings();
     settings.server.bind = "127.0.0.1:0".into();
     settings.gallery.data_dir = data.to_owned();
+    settings.gallery.key_file = common::key_file(data);
     settings.auth = greeter::api::AuthSettings {
         terminal: vec![TERMINAL_KEY.into()],
         camera: vec![CAMERA_KEY.into()],

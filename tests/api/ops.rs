@@ -411,8 +411,7 @@ async fn the_openapi_schemas_describe_the_real_answers() {
 async fn a_second_process_on_the_data_dir_is_refused_and_changes_nothing() {
     let app = spawn_app(|_| {}).await;
     let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
-    let delete = std::process::Command::new(env!("CARGO_BIN_EXE_greeter"))
-        .env("GREETER_GALLERY__DATA_DIR", app.data.path())
+    let delete = crate::common::greeter_on(app.data.path())
         .args(["customers", "delete", &id.to_string()])
         .output()
         .unwrap();

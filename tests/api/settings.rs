@@ -89,3 +89,34 @@ async fn calibration_evidence_and_a_live_audited_threshold_change_that_survives_
     assert!(app.names_in(demo("sample5.jpg")).await.0.is_empty());
     drop(data);
 }
+
+/// Logins are audited with who (the key's name, never the key) and from where; a wrong key
+/// is refused and leaves no entry.
+#[tokio::test]
+async fn logins_are_in_the_audit_log_with_who_and_from_where() {
+    let app = spawn_app(|_| {}).await;
+    let login = |key: &'static str| {
+        app.client
+            .post(app.url("/v1/login"))
+            .bearer_auth(key)
+            .header("user-agent", "store-console-test")
+            .send()
+    };
+    let wrong = login("not-a-key-of-this-store-000").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let session: Value = login(ADMIN_KEY).await.unwrap().json().await.unwrap();
+    assert_eq!(session["role"], "admin", "{session}");
+    let audit: Value = app.get_json("/v1/audit?what=login", ADMIN_KEY).await;
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["who"], session["who"]);
+    let from = entries[0]["new"].as_str().unwrap();
+    assert!(
+        from.contains("127.0.0.1") && from.contains("store-console-test"),
+        "{from}"
+    );
+    assert!(
+        !audit.to_string().contains(ADMIN_KEY),
+        "the key itself is never logged"
+    );
+}

@@ -130,6 +130,8 @@ try {
     const text = await erased.first().innerText();
     if (!/admin:/.test(text) || !/customer \d+/.test(text)) throw new Error(`unexpected audit row: ${text}`);
     if (/Browser Customer/.test(await page.locator("#audit-log-rows").innerText())) throw new Error("the audit log shows a name");
+    const login = await page.locator("#audit-log-rows tr", { hasText: "login" }).first().innerText();
+    if (!/admin:/.test(login) || !/127\.0\.0\.1/.test(login)) throw new Error(`unexpected login row: ${login}`);
     await page.screenshot({ path: `${SHOTS}/audit.png` });
   });
 } finally {

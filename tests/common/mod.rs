@@ -90,6 +90,21 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// The data key of a test's data dir. A store keeps it outside the data dir; a test's data
+/// dir is its own temporary folder, so the key stays inside it and goes with it.
+pub fn key_file(data: &Path) -> PathBuf {
+    data.join("test-data.key")
+}
+
+/// The binary, on a test's data dir.
+pub fn greeter_on(data: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_greeter"));
+    command
+        .env("GREETER_GALLERY__DATA_DIR", data)
+        .env("GREETER_GALLERY__KEY_FILE", key_file(data));
+    command
+}
+
 /// A gallery in a fresh directory, with the default rules and the real model's identity.
 pub fn open_gallery(
     dir: &Path,
@@ -98,6 +113,7 @@ pub fn open_gallery(
     let settings = settings();
     let mut gallery = settings.gallery.clone();
     gallery.data_dir = dir.to_owned();
+    gallery.key_file = key_file(dir);
     tweak(&mut gallery);
     greeter::gallery::Gallery::open(
         gallery,
