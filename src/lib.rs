@@ -18,6 +18,7 @@ pub mod db;
 pub mod engine;
 pub mod eval;
 pub mod files;
+pub mod fuzz;
 pub mod gallery;
 pub mod live;
 pub mod startup;

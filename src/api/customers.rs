@@ -46,20 +46,7 @@ async fn enrol(
     state: AppState,
     multipart: Multipart,
 ) -> Result<Enrolled, ApiError> {
-    let form = Form::read(multipart).await?;
-    let enrolment = Enrolment {
-        name: form.required("name")?.to_owned(),
-        gender: form.text("gender").map(str::to_lowercase),
-        birth_year: form.parsed("birth_year")?,
-        body_type: form.text("body_type").map(str::to_lowercase),
-        consent: form.required("consent")?.to_owned(),
-        consent_by: form
-            .text("consent_by")
-            .map_or_else(|| caller.who(), str::to_owned),
-        external_ref: form.text("external_ref").map(str::to_owned),
-        force: form.flag("force")?,
-        photos: form.photos,
-    };
+    let enrolment = read_enrolment(multipart, caller.who()).await?;
     let customers = state.engine.customers.clone();
     let enrolled = state
         .engine
@@ -69,6 +56,25 @@ async fn enrol(
         })
         .await?;
     Ok(enrolled)
+}
+
+/// An enrolment form as the engine takes it (also a fuzz target's entry: `crate::fuzz`).
+pub(crate) async fn read_enrolment(
+    multipart: Multipart,
+    caller: String,
+) -> Result<Enrolment, ApiError> {
+    let form = Form::read(multipart).await?;
+    Ok(Enrolment {
+        name: form.required("name")?.to_owned(),
+        gender: form.text("gender").map(str::to_lowercase),
+        birth_year: form.parsed("birth_year")?,
+        body_type: form.text("body_type").map(str::to_lowercase),
+        consent: form.required("consent")?.to_owned(),
+        consent_by: form.text("consent_by").map_or(caller, str::to_owned),
+        external_ref: form.text("external_ref").map(str::to_owned),
+        force: form.flag("force")?,
+        photos: form.photos,
+    })
 }
 
 /// Adds portraits to a customer, keeping their best ones.
@@ -254,46 +260,7 @@ async fn sale(
     state: AppState,
     request: Request,
 ) -> Result<CheckoutReceipt, ApiError> {
-    let recorded_by = caller.who();
-    let checkout = if is_multipart(&request) {
-        let form = Form::read(Multipart::from_request(request, &state).await?).await?;
-        let basket = match form.text("basket") {
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| ApiError::BadRequest(format!("form field \"basket\": {e}")))?,
-            None => Vec::new(),
-        };
-        let customer_id = form.parsed("customer_id")?;
-        let (consent, name, camera) = (
-            form.text("consent").map(str::to_owned),
-            form.text("name").map(str::to_owned),
-            form.text("camera").map(str::to_owned),
-        );
-        let mut photos = form.photos.into_iter();
-        let portrait = photos.next();
-        if photos.next().is_some() {
-            return Err(ApiError::BadRequest("a checkout takes one portrait".into()));
-        }
-        Checkout {
-            customer_id,
-            portrait,
-            basket,
-            consent,
-            name,
-            recorded_by,
-            camera,
-        }
-    } else {
-        let Json(body) = Json::<CheckoutJson>::from_request(request, &state).await?;
-        Checkout {
-            customer_id: Some(body.customer_id),
-            portrait: None,
-            basket: body.basket,
-            consent: None,
-            name: None,
-            recorded_by,
-            camera: body.camera,
-        }
-    };
+    let checkout = read_checkout(request, caller.who()).await?;
     let till = state.engine.till.clone();
     let receipt = state
         .engine
@@ -303,6 +270,51 @@ async fn sale(
         })
         .await?;
     Ok(receipt)
+}
+
+/// A checkout as the till takes it, from JSON or a form (also a fuzz target's entry).
+pub(crate) async fn read_checkout(
+    request: Request,
+    recorded_by: String,
+) -> Result<Checkout, ApiError> {
+    if !is_multipart(&request) {
+        let Json(body) = Json::<CheckoutJson>::from_request(request, &()).await?;
+        return Ok(Checkout {
+            customer_id: Some(body.customer_id),
+            portrait: None,
+            basket: body.basket,
+            consent: None,
+            name: None,
+            recorded_by,
+            camera: body.camera,
+        });
+    }
+    let form = Form::read(Multipart::from_request(request, &()).await?).await?;
+    let basket = match form.text("basket") {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| ApiError::BadRequest(format!("form field \"basket\": {e}")))?,
+        None => Vec::new(),
+    };
+    let customer_id = form.parsed("customer_id")?;
+    let (consent, name, camera) = (
+        form.text("consent").map(str::to_owned),
+        form.text("name").map(str::to_owned),
+        form.text("camera").map(str::to_owned),
+    );
+    let mut photos = form.photos.into_iter();
+    let portrait = photos.next();
+    if photos.next().is_some() {
+        return Err(ApiError::BadRequest("a checkout takes one portrait".into()));
+    }
+    Ok(Checkout {
+        customer_id,
+        portrait,
+        basket,
+        consent,
+        name,
+        recorded_by,
+        camera,
+    })
 }
 
 /// Imports products from CSV (a header row) or JSON (an array): sku, name, category, price,

@@ -5,7 +5,7 @@
 mod auth;
 pub mod connections;
 mod console;
-mod customers;
+pub(crate) mod customers;
 mod error;
 mod frames;
 mod live;

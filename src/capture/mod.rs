@@ -4,7 +4,7 @@
 //! where the newest frame wins: a slow pipeline drops stale frames instead of falling behind.
 
 mod device;
-mod mjpeg;
+pub(crate) mod mjpeg;
 mod replay;
 pub mod video;
 
