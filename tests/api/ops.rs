@@ -547,3 +547,66 @@ async fn idle_and_half_sent_connections_are_closed_and_the_cap_holds() {
         "{metrics}"
     );
 }
+
+/// The service and the CLI open a sealed data dir only with its key, from the key file or
+/// from GREETER_DATA_KEY; without it they stop with what to do, and the data is unharmed.
+#[tokio::test]
+async fn a_sealed_data_dir_opens_only_with_its_key_from_the_file_or_the_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = test_settings(data.path(), |_| {});
+    let app = spawn_app_with(settings.clone()).await;
+    let id = app.enrol_ok("Zhou Min", zhou_portrait()).await;
+    app.stop().await;
+
+    let mut keyless = settings.clone();
+    keyless.gallery.key_file = data.path().join("elsewhere/data.key");
+    let err = format!(
+        "{:#}",
+        greeter::startup::Application::build(keyless)
+            .await
+            .err()
+            .expect("no key, no service")
+    );
+    assert!(err.contains("restore the key it was sealed with"), "{err}");
+
+    // the key in the environment instead of a file (a secret store, systemd credentials)
+    let key = std::fs::read_to_string(&settings.gallery.key_file).unwrap();
+    let listed = crate::common::greeter_on(data.path())
+        .env(
+            "GREETER_GALLERY__KEY_FILE",
+            data.path().join("elsewhere/data.key"),
+        )
+        .env("GREETER_DATA_KEY", key.trim())
+        .args(["--json", "customers", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("Zhou Min"));
+    let bad = crate::common::greeter_on(data.path())
+        .env("GREETER_DATA_KEY", "0123")
+        .args(["customers", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("64 hex digits"),
+        "{err}"
+    );
+
+    // with its key the service greets her as before
+    let app = spawn_app_with(settings).await;
+    assert_eq!(
+        app.get(&format!("/v1/customers/{id}"), ADMIN_KEY)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.names_in(demo("sample5.jpg")).await.0,
+        vec!["Zhou Min".to_owned()]
+    );
+}
