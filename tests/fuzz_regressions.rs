@@ -154,10 +154,19 @@ fn inputs_that_once_crashed_a_target_no_longer_do() {
     println!("{replayed} saved crash inputs replayed");
 }
 
+/// With `GREETER_FUZZ_SEEDS=fuzz/corpus` the seeds are also written there, one folder per
+/// target, for `cargo fuzz run` to start from (README, "Fuzzing").
 #[test]
 fn every_target_survives_its_seeds_and_their_mutations() {
+    let export = std::env::var_os("GREETER_FUZZ_SEEDS").map(std::path::PathBuf::from);
     for (name, target) in TARGETS {
         let seeds = seeds(name);
+        if let Some(dir) = &export {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            for (i, seed) in seeds.iter().enumerate() {
+                std::fs::write(dir.join(name).join(format!("seed-{i}")), seed).unwrap();
+            }
+        }
         for seed in &seeds {
             target(seed);
         }
