@@ -77,6 +77,10 @@ impl Sealer {
                 Sealer::from_hex(&hex).ok_or_else(|| SealError::BadKey(format!("${KEY_ENV}")))?;
             return Ok(Some((sealer, KeySource::Env)));
         }
+        Sealer::from_file(key_file)
+    }
+
+    fn from_file(key_file: &Path) -> Result<Option<(Sealer, KeySource)>, SealError> {
         match std::fs::read_to_string(key_file) {
             Ok(text) => {
                 warn_if_shared(key_file);
@@ -92,7 +96,9 @@ impl Sealer {
         }
     }
 
-    /// A new random key written to `key_file` (0600, in a 0700 folder); never overwrites one.
+    /// A new random key in `key_file` (0600; its folder made 0700 if missing). The key is
+    /// written whole beside it and linked into place, so a key file is never half-written and
+    /// never replaced: if another process made one first, that one is used.
     pub fn generate(key_file: &Path) -> Result<(Sealer, KeySource), SealError> {
         let io = |source| SealError::KeyFile {
             path: key_file.to_owned(),
@@ -100,15 +106,31 @@ impl Sealer {
         };
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|_| SealError::Random)?;
-        if let Some(parent) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let parent = key_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.exists() {
             crate::db::private_dir(parent).map_err(io)?;
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(key_file).map_err(io)?;
-        std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(key)).as_bytes())
-            .and_then(|()| file.sync_all())
+        let tmp = key_file.with_extension(format!("new-{}", std::process::id()));
+        crate::db::private_file(&tmp)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(key)).as_bytes())?;
+                file.sync_all()
+            })
+            .map_err(io)?;
+        let linked = std::fs::hard_link(&tmp, key_file);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Sealer::from_file(key_file)?.ok_or_else(|| io(e));
+            }
+            Err(e) => return Err(io(e)),
+        }
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
             .map_err(io)?;
         tracing::warn!(
             path = %key_file.display(),
@@ -230,7 +252,14 @@ mod tests {
         let sealed = sealer.seal(b"x", "t").unwrap();
         let (found, _) = Sealer::find(&path).unwrap().unwrap();
         assert_eq!(found.open(&sealed, "t").unwrap(), b"x");
-        assert!(Sealer::generate(&path).is_err(), "an existing key is kept");
+        let (again, _) = Sealer::generate(&path).unwrap();
+        assert_eq!(
+            again.open(&sealed, "t").unwrap(),
+            b"x",
+            "an existing key is kept, never replaced"
+        );
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left beside the key");
         std::fs::write(dir.path().join("short.key"), "abcd").unwrap();
         assert!(matches!(
             Sealer::find(&dir.path().join("short.key")),
