@@ -262,20 +262,13 @@ fn hnsw_gallery_never_returns_a_deleted_customer_even_after_reopening() {
 fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
-    let with_crop = |path: &std::path::Path| {
-        let frame = decode::load(path, 50_000_000).unwrap();
-        let face = pipeline
-            .process(&frame)
-            .unwrap()
-            .largest()
-            .cloned()
-            .unwrap();
-        greeter::gallery::PortraitInput::from_frame(&frame, face, path.display().to_string())
-    };
     let first = {
         let (gallery, _) = open_gallery(dir.path(), |g| g.keep_crops = true);
         let first = gallery
-            .enrol(new_customer("Ms Zhou", vec![with_crop(&person_a_crop())]))
+            .enrol(new_customer(
+                "Ms Zhou",
+                vec![portrait_with_crop(&pipeline, &person_a_crop())],
+            ))
             .unwrap();
         gallery.delete_customer(first.customer_id, "test").unwrap();
         first
@@ -285,7 +278,7 @@ fn ids_and_crop_files_are_never_given_again_after_an_erasure() {
     let second = gallery
         .enrol(new_customer(
             "Someone else",
-            vec![with_crop(&demo_photo("sample1.jpg"))],
+            vec![portrait_with_crop(&pipeline, &demo_photo("sample1.jpg"))],
         ))
         .unwrap();
     assert!(
@@ -307,14 +300,7 @@ fn crops_that_no_portrait_keeps_are_swept_at_open() {
     let pipeline = pipeline("ssd_mobilenetv1", AlignmentKind::Similarity);
     let kept = {
         let (gallery, _) = open_gallery(dir.path(), |g| g.keep_crops = true);
-        let frame = decode::load(&person_a_crop(), 50_000_000).unwrap();
-        let face = pipeline
-            .process(&frame)
-            .unwrap()
-            .largest()
-            .cloned()
-            .unwrap();
-        let portrait = greeter::gallery::PortraitInput::from_frame(&frame, face, "till".into());
+        let portrait = portrait_with_crop(&pipeline, &person_a_crop());
         let id = gallery
             .enrol(new_customer("Ms Zhou", vec![portrait]))
             .unwrap()

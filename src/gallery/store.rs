@@ -162,10 +162,7 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, GalleryError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        meta(&self.conn, key)
     }
 
     fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), GalleryError> {
@@ -206,7 +203,6 @@ impl Store {
         consent: &Consent,
         portraits: Vec<NewPortrait>,
     ) -> Result<(i64, Vec<i64>), GalleryError> {
-        let model_id = self.model_id()?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO customers(display_name, external_ref, consent_how, consent_by, consent_at, created_at)
@@ -214,14 +210,7 @@ impl Store {
             params![display_name, external_ref, consent.how, consent.by, consent.at, Utc::now()],
         )?;
         let customer_id = tx.last_insert_rowid();
-        let ids = insert_portraits(
-            &tx,
-            &self.crops_dir,
-            &self.sealer,
-            customer_id,
-            &model_id,
-            portraits,
-        )?;
+        let ids = insert_portraits(&tx, &self.crops_dir, &self.sealer, customer_id, portraits)?;
         // ids only: the audit log must outlive an erasure without holding the person
         audit(
             &tx,
@@ -239,16 +228,8 @@ impl Store {
         customer_id: i64,
         portraits: Vec<NewPortrait>,
     ) -> Result<Vec<i64>, GalleryError> {
-        let model_id = self.model_id()?;
         let tx = self.conn.transaction()?;
-        let ids = insert_portraits(
-            &tx,
-            &self.crops_dir,
-            &self.sealer,
-            customer_id,
-            &model_id,
-            portraits,
-        )?;
+        let ids = insert_portraits(&tx, &self.crops_dir, &self.sealer, customer_id, portraits)?;
         tx.commit()?;
         Ok(ids)
     }
@@ -440,6 +421,13 @@ pub fn insert_visit(
     Ok(visit_id)
 }
 
+/// A value of the store's own settings (model, change counter, rules, key check).
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>, GalleryError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     crate::files::write_atomically(path, bytes).map_err(|source| GalleryError::Io {
         path: path.to_owned(),
@@ -452,9 +440,10 @@ fn insert_portraits(
     crops_dir: &Path,
     sealer: &Sealer,
     customer_id: i64,
-    model_id: &str,
     portraits: Vec<NewPortrait>,
 ) -> Result<Vec<i64>, GalleryError> {
+    // the store's model made these embeddings (checked when it was opened)
+    let model_id = meta(tx, MODEL_ID)?.unwrap_or_default();
     let mut ids = Vec::with_capacity(portraits.len());
     for p in portraits {
         // the row first, for the id that the sealed embedding is bound to

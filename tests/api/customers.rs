@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 
+use crate::common::files_under;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -173,20 +174,6 @@ async fn the_card_greets_and_suggests_from_the_catalogue() {
     let reason = card["suggestions"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("White simple dress"), "{reason}");
     assert!(serde_json::to_vec(&card).unwrap().len() <= 1024);
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]

@@ -140,6 +140,32 @@ pub fn portrait_of(pipeline: &Pipeline, path: &Path) -> greeter::gallery::Portra
     }
 }
 
+/// The largest face of an image file as a portrait that keeps its face crop, as the till's.
+pub fn portrait_with_crop(pipeline: &Pipeline, path: &Path) -> greeter::gallery::PortraitInput {
+    let frame = greeter::vision::decode::load(path, 50_000_000).unwrap();
+    let face = pipeline
+        .process(&frame)
+        .unwrap()
+        .largest()
+        .cloned()
+        .expect("a face");
+    greeter::gallery::PortraitInput::from_frame(&frame, face, path.display().to_string())
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 pub fn new_customer(
     name: &str,
     portraits: Vec<greeter::gallery::PortraitInput>,

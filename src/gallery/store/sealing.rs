@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use super::{Store, write_synced};
+use super::{Store, meta, write_synced};
 use crate::gallery::GalleryError;
 use crate::gallery::seal::{Sealer, is_sealed};
 
@@ -20,11 +20,7 @@ pub(super) fn unlock(
     data_dir: &Path,
     key_file: &Path,
 ) -> Result<(Sealer, bool), GalleryError> {
-    let check: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_CHECK], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let check = meta(conn, KEY_CHECK)?;
     let (sealer, source) = match (Sealer::find(key_file)?, &check) {
         (Some(found), _) => found,
         (None, None) => Sealer::generate(key_file)?,
@@ -65,11 +61,17 @@ pub(super) fn open_embedding(
     portrait: i64,
     sealed: &[u8],
 ) -> Result<Vec<f32>, GalleryError> {
-    let clear = sealer.open(sealed, &format!("portrait {portrait}"))?;
-    Ok(clear
+    Ok(floats(
+        &sealer.open(sealed, &format!("portrait {portrait}"))?,
+    ))
+}
+
+/// An embedding's little-endian bytes as floats.
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+        .collect()
 }
 
 pub(super) fn seal_crop(sealer: &Sealer, file: &str, jpeg: &[u8]) -> Result<Vec<u8>, GalleryError> {
@@ -132,13 +134,9 @@ impl Store {
         let mut sealed_embeddings = 0;
         for (id, blob, _) in &rows {
             if !is_sealed(blob) {
-                let clear: Vec<f32> = blob
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
                 tx.execute(
                     "UPDATE portraits SET embedding = ?1 WHERE id = ?2",
-                    params![seal_embedding(&self.sealer, *id, &clear)?, id],
+                    params![seal_embedding(&self.sealer, *id, &floats(blob))?, id],
                 )?;
                 sealed_embeddings += 1;
             }
